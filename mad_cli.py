@@ -1,0 +1,1 @@
+"""The `mad` command: one entry point, one subcommand per package."""
