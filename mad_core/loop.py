@@ -40,6 +40,9 @@ class SelfConsumingLoop:
         simulator = ExactGaussianSimulator if spec.simulation == "exact" else SampleSimulator
         self.simulator = simulator(spec)
         self.generation = 0  # generations completed
+        # {metric: (C,)} of the latest generation: the distribution over chains that
+        # the record summarises.
+        self.per_chain: dict = {}
         if state is not None:
             if state["spec_hash"] != spec.spec_hash():
                 raise StateMismatchError(
@@ -57,12 +60,13 @@ class SelfConsumingLoop:
         generation = self.generation + 1
         started = time.perf_counter()
         per_chain, counts = self.simulator.step(generation)
-        self.generation = generation
+        self.generation, self.per_chain = generation, per_chain
         return {
             "generation": generation,
             "n_real": counts["n_real"],
             "n_synthetic": counts["n_synthetic"],
             "n_train": counts["n_real"] + counts["n_synthetic"],
+            "chains": self.spec.chains,
             **summarise(per_chain),
             "seconds": time.perf_counter() - started,
         }

@@ -197,8 +197,8 @@ def _check_value(path: str, value: Any, field: Field, problems: list[Problem]) -
         return None
     if field.choices and value not in field.choices:
         hint = difflib.get_close_matches(str(value), field.choices, n=1)
-        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-        problems.append(Problem(path, f"unknown value {value!r}{suggestion} allowed: "
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        problems.append(Problem(path, f"unknown value {value!r}{suggestion}; allowed: "
                                       + ", ".join(field.choices)))
         return None
     too_low = field.low is not None and (value <= field.low if field.low_open else value < field.low)
@@ -220,9 +220,10 @@ def _check_section(prefix: str, raw: Any, fields: Mapping[str, Field],
     for key in raw:
         if key not in fields:
             hint = difflib.get_close_matches(str(key), list(fields), n=1)
-            suggestion = f" did you mean {hint[0]!r}?" if hint else ""
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             allowed = ", ".join(fields) or "none"
-            problems.append(Problem(f"{prefix}{key}", f"unknown key.{suggestion} allowed: {allowed}"))
+            problems.append(Problem(f"{prefix}{key}", f"unknown key{suggestion}; allowed "
+                                                      f"keys: {allowed}"))
     values = {}
     for key, field in fields.items():
         if key not in raw or (raw[key] is None and field.default is not REQUIRED and not field.nullable):
@@ -244,8 +245,11 @@ def _forbid(values: dict, keys: tuple[str, ...], reason: str, problems: list[Pro
 
 
 def _resolve_sizes(v: dict, problems: list[Problem]) -> None:
-    """Check the size keys against the loop and fill v['n_real'], v['n_syn']."""
+    """Check the size keys against the loop and fill v['n_real'], v['n_syn'].
+
+    A key whose value was already rejected is not reported again as missing."""
     loop = v["loop"]
+    rejected = {p.field for p in problems}
     if loop == "fully_synthetic":
         if v["n_real"]:
             problems.append(Problem("n_real", "a fully_synthetic loop trains on synthetic data "
@@ -254,7 +258,7 @@ def _resolve_sizes(v: dict, problems: list[Problem]) -> None:
         _forbid(v, ("n_total", "real_fraction"), "not used by a fully_synthetic loop (no real "
                 "data after G1); give n_syn", problems)
         _forbid(v, ("lambda_b",), "only used by loop bertrand", problems)
-        if v["n_syn"] is None:
+        if v["n_syn"] is None and "n_syn" not in rejected:
             problems.append(Problem("n_syn", "required: synthetic samples per generation"))
         elif v["n_syn"] == 0:
             problems.append(Problem("n_syn", "must be >= 1 in a fully_synthetic loop"))
@@ -263,7 +267,7 @@ def _resolve_sizes(v: dict, problems: list[Problem]) -> None:
         _forbid(v, ("n_real", "n_syn", "n_total", "real_fraction"),
                 "not used by loop bertrand: all n_init real samples are kept and "
                 "n_syn = round(lambda_b * n_init); remove it", problems)
-        if v["lambda_b"] is None:
+        if v["lambda_b"] is None and "lambda_b" not in rejected:
             problems.append(Problem("lambda_b", "required by loop bertrand: "
                                                 "n_synthetic / n_real, a number >= 0"))
         elif v["n_init"] is not None:
@@ -277,7 +281,7 @@ def _resolve_sizes(v: dict, problems: list[Problem]) -> None:
                                               "real_fraction, not both"))
         elif by_fraction:
             for key in ("n_total", "real_fraction"):
-                if v[key] is None:
+                if v[key] is None and key not in rejected:
                     problems.append(Problem(key, "required with "
                                             + ("real_fraction" if key == "n_total" else "n_total")))
             if v["n_total"] and v["real_fraction"]:
@@ -289,7 +293,7 @@ def _resolve_sizes(v: dict, problems: list[Problem]) -> None:
         else:
             for key, what in (("n_real", "real samples per generation"),
                               ("n_syn", "synthetic samples per generation (>= 0)")):
-                if v[key] is None:
+                if v[key] is None and key not in rejected:
                     problems.append(Problem(key, f"required by loop {loop}: {what}"))
 
 

@@ -1,0 +1,109 @@
+"""Bad specs are rejected before any work, every problem named with its field."""
+
+import pytest
+
+from mad_core.spec import SpecError, resolve_spec
+
+VALID = {"model": "gaussian", "loop": "fresh_data", "n_init": 100, "n_real": 100,
+         "n_syn": 900, "data": {"dim": 10}}
+
+
+def problems_of(raw) -> dict[str, str]:
+    with pytest.raises(SpecError) as caught:
+        resolve_spec(raw)
+    return {p.field: p.message for p in caught.value.problems}
+
+
+def with_(**changes):
+    raw = {**VALID, **changes}
+    return {k: v for k, v in raw.items() if v is not DROP}
+
+
+DROP = object()
+
+BAD = [
+    # (changes, field, words the message must contain)
+    ({"colour": "red"}, "colour", "unknown key"),
+    ({"seeds": 3}, "seeds", "did you mean 'seed'"),
+    ({"model": "vae"}, "model", "allowed: gaussian, gmm"),
+    ({"loop": "fresh"}, "loop", "did you mean 'fresh_data'"),
+    ({"lam": 0.0}, "lam", "(0, 1]"),
+    ({"lam": 1.2}, "lam", "(0, 1]"),
+    ({"lam": "high"}, "lam", "got 'high'"),
+    ({"n_real": -5}, "n_real", ">= 1"),
+    ({"n_real": 0}, "n_real", ">= 1"),
+    ({"n_syn": -1}, "n_syn", ">= 0"),
+    ({"n_init": DROP}, "n_init", "required"),
+    ({"n_init": 2.5}, "n_init", "integer"),
+    ({"generations": 0}, "generations", ">= 1"),
+    ({"chains": True}, "chains", "integer"),
+    ({"loop": "fully_synthetic"}, "n_real", "synthetic data only"),
+    ({"n_total": 1000, "real_fraction": 0.1}, "n_real", "not both"),
+    ({"synthetic_source": "last_k"}, "last_k", "required"),
+    ({"last_k": 3}, "last_k", "only used with synthetic_source: last_k"),
+    ({"lambda_b": 0.5}, "lambda_b", "only used by loop bertrand"),
+    ({"simulation": "exact", "model": "gmm"}, "simulation", "use naive"),
+    ({"data": {"dim": 10, "source": "mnist"}}, "data.source", "allowed"),
+    ({"data": {"dim": 10, "pool_size": 500}}, "data.pool_size", "reshuffle"),
+    ({"data": {}}, "data.dim", "required"),
+    ({"data": [1, 2]}, "data", "mapping"),
+    ({"model_options": {"covariance": "shrunk"}}, "model_options.covariance", "unbiased, mle"),
+    ({"n_init": 1}, "n_init", "too small"),
+]
+
+
+@pytest.mark.parametrize("changes, field, words", BAD)
+def test_each_fault_is_named_with_its_field(changes, field, words):
+    problems = problems_of(with_(**changes))
+    assert field in problems, problems
+    assert words in problems[field]
+
+
+def test_bertrand_rejects_explicit_sizes_and_needs_lambda_b():
+    problems = problems_of({**VALID, "loop": "bertrand"})
+    assert set(problems) == {"n_real", "n_syn", "lambda_b"}
+
+
+def test_all_problems_are_reported_together():
+    problems = problems_of({"model": "vae", "loop": "fresh_data", "lam": 2, "n_init": -1,
+                            "n_real": 5, "n_syn": 5, "colour": 1, "data": {"dim": 0}})
+    assert {"model", "lam", "n_init", "colour", "data.dim"} <= set(problems)
+
+
+def test_a_rejected_value_is_not_also_reported_missing():
+    problems = problems_of(with_(n_real="100"))
+    assert problems == {"n_real": "must be an integer >= 1, got '100' (str)"}
+
+
+def test_error_text_lists_every_problem():
+    with pytest.raises(SpecError) as caught:
+        resolve_spec(with_(lam=3, model="vae"))
+    text = str(caught.value)
+    assert text.startswith("invalid trial spec (2 problems)")
+    assert "  - lam:" in text and "  - model:" in text
+
+
+def test_sizes_are_derived_for_every_loop():
+    fraction = resolve_spec(with_(n_real=DROP, n_syn=DROP, n_total=1000, real_fraction=0.03))
+    assert (fraction.n_real, fraction.n_syn) == (30, 970)
+    bertrand = resolve_spec(with_(loop="bertrand", n_real=DROP, n_syn=DROP, lambda_b=0.25))
+    assert (bertrand.n_real, bertrand.n_syn) == (100, 25)
+    synthetic = resolve_spec(with_(loop="fully_synthetic", n_real=DROP))
+    assert (synthetic.n_real, synthetic.n_syn) == (0, 900)
+
+
+def test_defaults_are_filled_and_simulation_resolved():
+    spec = resolve_spec(VALID)
+    assert spec.lam == 1.0 and spec.seed == 0 and spec.simulation == "exact"
+    assert spec.model_options == {"covariance": "unbiased"}
+    assert resolve_spec({**VALID, "data": {"dim": 2, "pool_size": 10**5}}).simulation == "naive"
+
+
+def test_integral_floats_are_accepted_as_integers():
+    assert resolve_spec(with_(n_syn=900.0)).n_syn == 900
+
+
+def test_spec_hash_ignores_the_name_only():
+    base = resolve_spec(VALID)
+    assert resolve_spec({**VALID, "name": "x"}).spec_hash() == base.spec_hash()
+    assert resolve_spec({**VALID, "seed": 1}).spec_hash() != base.spec_hash()
