@@ -1,0 +1,136 @@
+"""`mad sweep` (a grid of trials on Ray Tune, tracked in MLflow) and `mad ui`.
+
+Ray and MLflow are imported only when a command runs, so other `mad` commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import yaml
+
+from mad_core.spec import SpecError
+from mad_core.spec_files import SpecFileError
+from sweeps.sweep_file import Sweep, load_sweep
+
+EXIT_BAD_INPUT = 2
+EXIT_TRIALS_FAILED = 1
+EXIT_INTERRUPTED = 130
+DEFAULT_UI_PORT = 5000
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def register(subparsers) -> None:
+    sweep = subparsers.add_parser(
+        "sweep", help="run a sweep: every grid point a Ray Tune trial, tracked in MLflow",
+        description=__doc__, epilog="Sweep file format: docs/tracking.md; running: "
+                                    "docs/sweeps.md; on a cluster: docs/cluster.md.")
+    sweep.add_argument("sweep", help="a sweep YAML file, or the name of a shipped sweep "
+                                     "(sweeps/grids/)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the grid size, resources and one resolved trial, and stop")
+    sweep.add_argument("--address", help="Ray cluster to run on ('auto' on a cluster node, "
+                                         "HOST:PORT); default: a local Ray on 127.0.0.1")
+    sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep "
+                                              "file's, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db)")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue the latest invocation of this sweep: finished trials "
+                            "are kept, the others continue from their last checkpoint")
+    sweep.add_argument("--max-concurrent", type=positive_int, metavar="N",
+                       help="run at most N trials at once (default: as many as fit)")
+    sweep.add_argument("--storage", help="folder or URI (s3://...) for Tune's experiment "
+                                         "state and checkpoints; default mad_output/sweeps. "
+                                         "On a multi-node cluster every node must reach it")
+    sweep.set_defaults(handler=sweep_command)
+
+    ui = subparsers.add_parser("ui", help="the MLflow UI on the sweep store, on 127.0.0.1")
+    ui.add_argument("--tracking-uri", help="the store to show (default as for mad sweep)")
+    ui.add_argument("--port", type=int, default=DEFAULT_UI_PORT, help="default %(default)s")
+    ui.set_defaults(handler=ui_command)
+
+
+def describe(sweep: Sweep, tracking_uri: str) -> str:
+    """What --dry-run prints: grid size, axes, resources, policies and one resolved trial."""
+    lines = [f"sweep {sweep.name} ({sweep.path}): {len(sweep.trials)} trials"]
+    for axis in sweep.axes:
+        values = list(dict.fromkeys(str(p.coordinates[axis]) for p in sweep.trials))
+        lines.append(f"  {axis}: {', '.join(values)}")
+    lines += [f"resources per trial: {sweep.resources.cpu:g} CPU, {sweep.resources.gpu:g} GPU "
+              f"(GPU only where the cluster has GPUs)",
+              f"checkpoint every {sweep.checkpoint_every} generation(s); up to "
+              f"{sweep.max_failures} retries per trial",
+              f"MLflow: {tracking_uri}, experiment {sweep.name}"]
+    first = sweep.trials[0]
+    lines.append(f"# trial 0 ({first.label()}), spec {first.spec.spec_hash()}:")
+    lines.append(yaml.safe_dump(first.spec.to_dict(), sort_keys=False).rstrip())
+    return "\n".join(lines)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    try:
+        sweep = load_sweep(args.sweep)
+    except (SpecFileError, SpecError) as error:
+        print(f"mad sweep: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.resume and args.max_concurrent:
+        print("mad sweep: --max-concurrent cannot change on --resume (Ray Tune restores the "
+              "original setting); leave it out", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from sweeps.tracking_store import TrackingStoreError, resolve_tracking_uri
+
+    if args.dry_run:
+        print(describe(sweep, resolve_tracking_uri(args.tracking_uri, sweep.tracking_uri)))
+        return 0
+
+    from sweeps.environment import prepare_driver_environment
+
+    prepare_driver_environment(local_ray=args.address is None)
+    # Imported after the environment is prepared: Ray reads part of it at import.
+    from sweeps.ray_cluster import ClusterResourceError
+    from sweeps.runner import ResumeError, run_sweep
+
+    resume_hint = f"resume with: mad sweep {args.sweep} --resume"
+    try:
+        outcome = run_sweep(sweep, address=args.address, tracking_uri=args.tracking_uri,
+                            resume=args.resume, max_concurrent=args.max_concurrent,
+                            storage=args.storage)
+    except (TrackingStoreError, ResumeError, ClusterResourceError) as error:
+        print(f"mad sweep: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"mad sweep: interrupted; {resume_hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"sweep {sweep.name}: {outcome.finished} of {outcome.trials} trials finished, "
+          f"{outcome.failed} failed; MLflow run {outcome.parent_run_id} (see: mad ui)")
+    if outcome.interrupted:
+        print(f"mad sweep: stopped before every trial ended; {resume_hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_TRIALS_FAILED if outcome.failed else 0
+
+
+def ui_command(args: argparse.Namespace) -> int:
+    from sweeps.tracking_store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, None)
+    if uri.startswith(("http://", "https://")):
+        print(f"{uri} is a tracking server: open it in a browser, it serves the UI itself")
+        return 0
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    # Without job execution the server starts in seconds and leaves no worker processes.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    try:
+        return subprocess.run(command, env=env).returncode
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,150 @@
+"""The MLflow layout of a sweep (the contract in docs/tracking.md).
+
+One experiment per sweep name; one parent run per ``mad sweep`` invocation (reused by
+``--resume``); one child run per trial, nested under the parent, found again by its
+``mad.trial_index`` tag. Every function takes an explicit ``MlflowClient``: nothing
+here touches MLflow's global "active run" state.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import io
+import json
+import math
+import numbers
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, Run, RunTag
+
+from mad_core.spec import TrialSpec
+from sweeps.sweep_file import Sweep
+
+# Logged last in every generation's batch: MLflow writes a batch's metrics in order (and
+# on a SQL store in one transaction), so a generation whose n_train is stored is stored
+# whole. Every mad_core record has n_train.
+MARKER_KEY = "n_train"
+# MLflow's SQL stores cannot hold an infinite float and store +-inf as +-float max; we do
+# the same on the client so every store (server or file) reads back the same value.
+INFINITY_STAND_IN = sys.float_info.max
+RUN_NAME_LENGTH = 200
+
+
+def provenance_tags() -> dict[str, str]:
+    """mad.version (installed package) and mad.commit (git HEAD, +dirty when the tree has
+    uncommitted changes; 'unknown' outside a git checkout)."""
+    try:
+        version = importlib.metadata.version("mad-sweep")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    source = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(source), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        if git("status", "--porcelain", "--untracked-files=no"):
+            commit += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"mad.version": version, "mad.commit": commit}
+
+
+def encode_metric(value: float) -> float:
+    """A record value as logged: +-inf become +-float max (see INFINITY_STAND_IN); nan stays."""
+    value = float(value)
+    return math.copysign(INFINITY_STAND_IN, value) if math.isinf(value) else value
+
+
+def record_metrics(record: Mapping[str, Any], step: int, timestamp_ms: int) -> list[Metric]:
+    """Every numeric key of a mad_core record except generation, MARKER_KEY last."""
+    keys = [k for k, v in record.items() if k not in ("generation", MARKER_KEY)
+            and isinstance(v, numbers.Real) and not isinstance(v, bool)]
+    return [Metric(key, encode_metric(record[key]), timestamp_ms, step)
+            for key in [*keys, MARKER_KEY]]
+
+
+def spec_params(spec: TrialSpec) -> dict[str, str]:
+    """The resolved spec flattened with dotted keys (data.dim, ...), values as strings."""
+    params = {}
+    for key, value in spec.to_dict().items():
+        if isinstance(value, Mapping):
+            params.update({f"{key}.{inner}": str(v) for inner, v in value.items()})
+        else:
+            params[key] = str(value)
+    return params
+
+
+def grid_csv(sweep: Sweep) -> str:
+    """grid.csv: trial_index, one column per axis (non-scalar values as JSON), spec_hash."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["trial_index", *sweep.axes, "spec_hash"])
+    for point in sweep.trials:
+        cells = [v if isinstance(v, (str, int, float)) else json.dumps(v)
+                 for v in point.coordinates.values()]
+        writer.writerow([point.index, *cells, point.spec.spec_hash()])
+    return out.getvalue()
+
+
+def open_experiment(client: MlflowClient, sweep: Sweep) -> str:
+    """The id of the sweep's experiment, created on first use."""
+    experiment = client.get_experiment_by_name(sweep.name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise RuntimeError(f"MLflow experiment {sweep.name!r} is deleted: restore it "
+                               f"(mlflow experiments restore) or rename the sweep")
+        return experiment.experiment_id
+    return client.create_experiment(sweep.name, tags={"mad.sweep": sweep.name})
+
+
+def start_parent_run(client: MlflowClient, experiment_id: str, sweep: Sweep,
+                     tune_path: str) -> str:
+    """A new parent run for one invocation, with sweep.yaml and grid.csv; its run id."""
+    tags = {"mad.role": "sweep", "mad.sweep": sweep.name, **provenance_tags(),
+            "mad.grid_hash": sweep.grid_hash, "mad.trials": str(len(sweep.trials)),
+            "mad.tune_path": tune_path}
+    if sweep.description:
+        tags["mlflow.note.content"] = sweep.description
+    run = client.create_run(experiment_id, run_name=f"{sweep.name} "
+                            f"{time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags)
+    run_id = run.info.run_id
+    client.log_text(run_id, sweep.text, "sweep.yaml")
+    client.log_text(run_id, grid_csv(sweep), "grid.csv")
+    return run_id
+
+
+def latest_parent_run(client: MlflowClient, experiment_name: str) -> Run | None:
+    """The most recently started parent run of a sweep, or None."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string="tags.`mad.role` = 'sweep'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[int, Run]:
+    """{trial_index: run} of the parent's child runs."""
+    found, token = {}, None
+    while True:
+        page = client.search_runs([experiment_id], page_token=token, max_results=1000,
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+        found.update({int(run.data.tags["mad.trial_index"]): run for run in page})
+        token = page.token
+        if not token:
+            return found
+
+
+def last_logged_generation(client: MlflowClient, run_id: str) -> int:
+    """The highest generation whose record the run holds whole (0 for none)."""
+    return max((m.step for m in client.get_metric_history(run_id, MARKER_KEY)), default=0)

@@ -1,0 +1,70 @@
+"""Connecting to Ray and fitting a sweep's per-trial resources to the cluster.
+
+Without an address the sweep starts its own Ray; ``mad sweep`` binds it to 127.0.0.1
+(see sweeps.environment, which must act before ray is imported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ray
+
+from sweeps.sweep_file import Resources
+
+class ClusterResourceError(RuntimeError):
+    """No node of the cluster can hold one trial: it would stay PENDING forever."""
+
+
+def connect(address: str | None) -> bool:
+    """Connect to the Ray at `address` ("auto", "HOST:PORT", "ray://..."), or start a
+    local one when it is None. A Ray this process already joined is used as it is.
+
+    Returns:
+        True when this call started or joined Ray (the caller shuts it down).
+    """
+    if ray.is_initialized():
+        return False
+    if address is None:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=address, log_to_driver=False)
+    return True
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What each trial asks Ray for, and why it differs from the sweep file (if it does)."""
+
+    cpu: float
+    gpu: float
+    note: str = ""
+
+    def as_tune(self) -> dict[str, float]:
+        return {"cpu": self.cpu, "gpu": self.gpu}
+
+
+def _node_summary(resources: dict) -> str:
+    return f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU"
+
+
+def plan_resources(requested: Resources) -> TrialResources:
+    """The resources each trial asks for on the connected cluster.
+
+    A GPU fraction is kept only when some node has GPUs; otherwise trials run on CPU
+    (Ray would keep a GPU request PENDING forever). Raises ClusterResourceError when no
+    alive node can hold one trial.
+    """
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    has_gpus = any(node.get("GPU", 0) > 0 for node in nodes)
+    gpu = requested.gpu if has_gpus else 0.0
+    note = ("" if gpu == requested.gpu else
+            f"resources.gpu = {requested.gpu:g} ignored: the cluster has no GPUs, trials run on CPU")
+    if not any(node.get("CPU", 0) >= requested.cpu and node.get("GPU", 0) >= gpu
+               for node in nodes):
+        sizes = "; ".join(sorted({_node_summary(node) for node in nodes})) or "no alive node"
+        raise ClusterResourceError(
+            f"no node can hold a trial asking for {requested.cpu:g} CPU and {gpu:g} GPU "
+            f"(nodes: {sizes}). Lower resources in the sweep file, or add a node type "
+            f"that fits (on an autoscaling cluster keep min_workers >= 1 for it)")
+    return TrialResources(requested.cpu, gpu, note)

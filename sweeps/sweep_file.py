@@ -1,0 +1,191 @@
+"""Sweep files: a name, a base trial spec, grid axes and how to run the trials.
+
+docs/tracking.md is the contract for this format (the analysis package reads what a
+sweep writes). ``load_sweep`` checks every key, expands and validates the whole grid,
+and raises one ``SpecError`` listing every problem, before anything starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from mad_core.spec import Field, Problem, SpecError, _check_value
+from mad_core.spec_files import SpecFileError, load_yaml_mapping
+from sweeps.grid import GridPoint, expand_grid, grid_hash
+
+SHIPPED_SWEEPS = Path(__file__).parent / "grids"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# Keys of a sweep file besides name, trial and grid, checked like mad_core spec fields.
+RUN_FIELDS: dict[str, Field] = {
+    "description": Field(str, "", help="one line shown in the MLflow UI"),
+    "generations": Field(int, None, low=1, nullable=True, help="sets trial.generations"),
+    "checkpoint_every": Field(int, 1, low=1, help="generations between checkpoints"),
+    "max_failures": Field(int, 3, low=0, help="retries of a failed trial from its last checkpoint"),
+    "tracking_uri": Field(str, None, nullable=True, help="MLflow tracking URI"),
+}
+RESOURCE_FIELDS: dict[str, Field] = {
+    "cpu": Field(float, 1.0, low=0.0, low_open=True, help="CPUs per trial (may be a fraction)"),
+    "gpu": Field(float, 0.0, low=0.0, help="GPUs per trial: a fraction below 1 or a whole number"),
+}
+SWEEP_KEYS = ("name", "trial", "grid", "resources", *RUN_FIELDS)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks of a node."""
+
+    cpu: float
+    gpu: float
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep file.
+
+    Attributes:
+        trials: every grid point, in grid order (index 0 ..).
+        axes: the grid's keys, in file order.
+        text: the file as given (logged as the parent run's sweep.yaml).
+    """
+
+    name: str
+    description: str
+    path: Path
+    text: str
+    axes: tuple[str, ...]
+    trials: tuple[GridPoint, ...]
+    resources: Resources
+    checkpoint_every: int
+    max_failures: int
+    tracking_uri: str | None
+
+    @property
+    def grid_hash(self) -> str:
+        return grid_hash(list(self.trials))
+
+
+def find_sweep_file(name_or_path: str) -> Path:
+    """A path as given, or a shipped sweep of that name (``sweeps/grids/NAME.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_SWEEPS / f"{path.name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file() and path.parent == Path("."):
+        return shipped
+    names = ", ".join(sorted(p.stem for p in SHIPPED_SWEEPS.glob("*.yaml")))
+    raise SpecFileError(f"no sweep file {name_or_path!r}; give a path to a YAML file or one "
+                        f"of the shipped sweeps: {names}")
+
+
+def _check_fields(prefix: str, raw: Mapping, fields: Mapping[str, Field],
+                  problems: list[Problem]) -> dict[str, Any]:
+    """Values of `fields` in raw, defaults filled (also for a rejected value, whose
+    problem is recorded). Values are checked by mad_core's spec field checker, so sweep
+    keys are worded like spec keys."""
+    values = {}
+    for key, field in fields.items():
+        if raw.get(key) is None and not field.nullable:
+            values[key] = field.default
+            continue
+        checked = _check_value(f"{prefix}{key}", raw.get(key), field, problems)
+        values[key] = field.default if checked is None else checked
+    return values
+
+
+def _unknown_keys(prefix: str, raw: Mapping, allowed: tuple[str, ...],
+                  problems: list[Problem]) -> None:
+    for key in raw:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(Problem(f"{prefix}{key}", f"unknown key{suggestion}; allowed "
+                                                      f"keys: {', '.join(allowed)}"))
+
+
+def _check_resources(raw: Any, problems: list[Problem]) -> Resources:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        problems.append(Problem("resources", f"must be a mapping like {{cpu: 1, gpu: 0.25}}, "
+                                             f"got {raw!r}"))
+        raw = {}
+    _unknown_keys("resources.", raw, tuple(RESOURCE_FIELDS), problems)
+    values = _check_fields("resources.", raw, RESOURCE_FIELDS, problems)
+    gpu = values["gpu"]
+    if gpu > 1 and not float(gpu).is_integer():
+        problems.append(Problem("resources.gpu", f"Ray shares a GPU only by fractions below 1; "
+                                                 f"{gpu} must be a whole number or below 1"))
+    return Resources(cpu=values["cpu"], gpu=gpu)
+
+
+def _check_name(raw: Mapping, path: Path, problems: list[Problem]) -> str:
+    name = raw.get("name")
+    if name is None:
+        problems.append(Problem("name", f"required: the MLflow experiment name, e.g. "
+                                        f"name: {path.stem}"))
+    elif not isinstance(name, str) or not NAME_PATTERN.match(name):
+        problems.append(Problem("name", f"must be letters, digits, _ and - only, got {name!r}"))
+    return name if isinstance(name, str) else ""
+
+
+def _base_trial(raw: Mapping, generations: int | None, problems: list[Problem]) -> dict | None:
+    """The base trial spec with the sweep's generations set, or None after a problem."""
+    trial = raw.get("trial")
+    if not isinstance(trial, Mapping):
+        problems.append(Problem("trial", "required: the base trial spec, a mapping of "
+                                         "mad_core spec keys (docs/spec.md)"
+                                         + ("" if trial is None else f"; got {trial!r}")))
+        return None
+    base = dict(trial)
+    if generations is not None:
+        if "generations" in base:
+            problems.append(Problem("generations", "given twice (here and as "
+                                                   "trial.generations); keep one"))
+        base["generations"] = generations
+    return base
+
+
+def parse_sweep(raw: Mapping[str, Any], path: Path, text: str) -> Sweep:
+    """A validated Sweep from a sweep file's mapping. Raises SpecError listing every problem."""
+    problems: list[Problem] = []
+    _unknown_keys("", raw, SWEEP_KEYS, problems)
+    name = _check_name(raw, path, problems)
+    values = _check_fields("", raw, RUN_FIELDS, problems)
+    resources = _check_resources(raw.get("resources"), problems)
+    base = _base_trial(raw, values["generations"], problems)
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, Mapping):
+        problems.append(Problem("grid", f"must be a mapping of axes (spec key: values), "
+                                        f"got {grid!r}"))
+        grid = {}
+    if "generations" in grid and values["generations"] is not None:
+        problems.append(Problem("grid.generations", "is also set by generations:; keep one"))
+    trials: list[GridPoint] = []
+    if base is not None:
+        try:
+            trials = expand_grid(base, grid)
+        except SpecError as error:
+            problems += error.problems
+    if problems:
+        raise SpecError(problems, context=f"sweep file {path}")
+    return Sweep(name=name, description=values["description"], path=path, text=text,
+                 axes=tuple(str(k) for k in grid), trials=tuple(trials), resources=resources,
+                 checkpoint_every=values["checkpoint_every"],
+                 max_failures=values["max_failures"], tracking_uri=values["tracking_uri"])
+
+
+def load_sweep(name_or_path: str) -> Sweep:
+    """Read and validate a sweep file (a path or a shipped sweep's name).
+
+    Raises:
+        SpecFileError: the file is missing or not a YAML mapping.
+        SpecError: every problem of the sweep keys, the axes and the trial specs.
+    """
+    path = find_sweep_file(name_or_path)
+    raw = load_yaml_mapping(path)
+    return parse_sweep(raw, path, path.read_text())

@@ -1,0 +1,105 @@
+"""Shared fixtures: a quiet, loopback-only environment for Ray and MLflow, a local Ray,
+a temporary sqlite MLflow store, and sweep files written from mappings.
+
+The environment is set at import, before any test module imports ray (Ray reads part
+of it at import).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import math
+
+import pytest
+import yaml
+
+from mad_core.loop import TIMING_KEYS, SelfConsumingLoop
+from sweeps.environment import prepare_driver_environment
+
+# Ray's session folders hold unix sockets, whose paths must stay short.
+RAY_TMPDIR = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+os.environ.update({"RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true",
+                   "RAY_TMPDIR": RAY_TMPDIR})
+prepare_driver_environment(local_ray=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_tmpdir():
+    yield RAY_TMPDIR
+    shutil.rmtree(RAY_TMPDIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A 2-CPU Ray on 127.0.0.1 shared by a test module; stopped after it."""
+    import ray
+
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False,
+                       log_to_driver=False)
+    yield context
+    ray.shutdown()
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch) -> str:
+    """A fresh sqlite MLflow store; the test runs in tmp_path (where mlruns/ and
+    mad_output/ then go)."""
+    monkeypatch.chdir(tmp_path)
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture
+def write_sweep(tmp_path):
+    """write_sweep(mapping, name="sweep.yaml") -> path of the YAML file in tmp_path."""
+
+    def write(content: dict, name: str = "sweep.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(content, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def check_store():
+    """check_store(tracking_uri, sweep, parent_run_id) -> {trial_index: child Run}.
+
+    Asserts the parent run has one FINISHED child run per trial whose metric history
+    holds every generation exactly once (steps 1..G) with the values mad_core's loop
+    produces for that trial's spec (timing keys: present, values not compared).
+    """
+    from mlflow import MlflowClient
+
+    from sweeps.mlflow_runs import child_runs, encode_metric
+
+    def check(tracking_uri: str, sweep, parent_run_id: str) -> dict:
+        client = MlflowClient(tracking_uri)
+        experiment_id = client.get_run(parent_run_id).info.experiment_id
+        children = child_runs(client, experiment_id, parent_run_id)
+        assert sorted(children) == [p.index for p in sweep.trials]
+        for point in sweep.trials:
+            run = children[point.index]
+            assert run.info.status == "FINISHED", (point.label(), run.info.status)
+            records = list(SelfConsumingLoop(point.spec))
+            steps = list(range(1, point.spec.generations + 1))
+            for key in records[0]:
+                if key == "generation":
+                    continue
+                history = sorted(client.get_metric_history(run.info.run_id, key),
+                                 key=lambda m: m.step)
+                assert [m.step for m in history] == steps, (point.label(), key)
+                if key in TIMING_KEYS:
+                    continue
+                for metric, record in zip(history, records):
+                    expected = encode_metric(record[key])
+                    assert (metric.value == expected or math.isclose(
+                        metric.value, expected, rel_tol=1e-9, abs_tol=1e-12) or (
+                        math.isnan(metric.value) and math.isnan(expected))), \
+                        (point.label(), key, metric.step, metric.value, expected)
+        return children
+
+    return check

@@ -1,0 +1,107 @@
+"""A real sweep on a local 2-CPU Ray into a sqlite MLflow store: layout, histories, reruns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import pytest
+from mlflow import MlflowClient
+
+from mad_core.loop import SelfConsumingLoop
+from sweeps.mlflow_runs import spec_params
+from sweeps.ray_cluster import ClusterResourceError
+from sweeps.runner import run_sweep
+from sweeps.sweep_file import load_sweep
+
+# n_syn = 3 points in 4 dimensions: singular covariances, so logdet records are -inf.
+SWEEP = {
+    "name": "e2e_gaussian",
+    "description": "end-to-end test grid",
+    "trial": {"model": "gaussian", "loop": "fully_synthetic", "n_init": 20, "chains": 8,
+              "data": {"source": "gaussian", "dim": 4}, "simulation": "exact"},
+    "generations": 4,
+    "grid": {"n_syn": [3, 40], "seed": {"range": [0, 2]}},
+    "checkpoint_every": 2,
+}
+
+
+@pytest.fixture
+def sweep(write_sweep, tracking_uri):
+    return load_sweep(str(write_sweep(SWEEP)))
+
+
+def test_store_holds_parent_and_every_trial_history(local_ray, sweep, tracking_uri, check_store):
+    outcome = run_sweep(sweep, tracking_uri=tracking_uri)
+    assert (outcome.finished, outcome.failed, outcome.status) == (4, 0, "FINISHED")
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("e2e_gaussian")
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.info.experiment_id == experiment.experiment_id
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert (tags["mad.role"], tags["mad.sweep"], tags["mad.trials"]) == ("sweep", "e2e_gaussian", "4")
+    assert tags["mad.version"] and tags["mad.commit"]
+    assert tags["mlflow.note.content"] == "end-to-end test grid"
+    assert client.download_artifacts(parent.info.run_id, "sweep.yaml") and \
+        open(client.download_artifacts(parent.info.run_id, "sweep.yaml")).read() == sweep.text
+    grid_rows = list(csv.DictReader(io.StringIO(
+        open(client.download_artifacts(parent.info.run_id, "grid.csv")).read())))
+    assert [(r["trial_index"], r["n_syn"], r["seed"], r["spec_hash"]) for r in grid_rows] == [
+        (str(p.index), str(p.coordinates["n_syn"]), str(p.coordinates["seed"]),
+         p.spec.spec_hash()) for p in sweep.trials]
+
+    children = check_store(tracking_uri, sweep, outcome.parent_run_id)
+    for point in sweep.trials:
+        run = children[point.index]
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == outcome.parent_run_id
+        assert (tags["mad.role"], tags["mad.sweep"], tags["mad.model"], tags["mad.loop"]) == (
+            "trial", "e2e_gaussian", "gaussian", "fully_synthetic")
+        assert tags["mad.spec_hash"] == point.spec.spec_hash()
+        assert json.loads(tags["mad.coordinates"]) == dict(point.coordinates)
+        assert tags["mad.trial_id"] and tags["mad.commit"] == parent.data.tags["mad.commit"]
+        assert json.loads(tags["mad.resources"]) == {"cpu": 1, "gpu": 0}
+        assert run.data.params == spec_params(point.spec)
+
+    singular = next(p for p in sweep.trials if p.coordinates["n_syn"] == 3)
+    assert list(SelfConsumingLoop(singular.spec))[-1]["logdet_median"] == float("-inf")
+    history = client.get_metric_history(children[singular.index].info.run_id, "logdet_median")
+    assert history[-1].value == -sys.float_info.max  # the documented stand-in for -inf
+
+
+def test_second_invocation_adds_a_parent_run_and_keeps_the_first(local_ray, write_sweep,
+                                                                 tracking_uri):
+    sweep = load_sweep(str(write_sweep({**SWEEP, "grid": {"n_syn": [40]}})))
+    first = run_sweep(sweep, tracking_uri=tracking_uri)
+    second = run_sweep(sweep, tracking_uri=tracking_uri)
+    assert first.parent_run_id != second.parent_run_id
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([first.experiment_id])
+    parents = [r for r in runs if r.data.tags["mad.role"] == "sweep"]
+    assert len(parents) == 2 and len(runs) == 2 + 2 * len(sweep.trials)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_gpu_fraction_on_a_cluster_without_gpus_runs_on_cpu(local_ray, write_sweep, tracking_uri,
+                                                            capsys):
+    sweep = load_sweep(str(write_sweep({**SWEEP, "grid": {"n_syn": [40]},
+                                        "resources": {"cpu": 1, "gpu": 0.25}})))
+    outcome = run_sweep(sweep, tracking_uri=tracking_uri)
+    assert outcome.status == "FINISHED"
+    assert "resources.gpu = 0.25 ignored: the cluster has no GPUs" in capsys.readouterr().out
+    (child,) = [r for r in MlflowClient(tracking_uri).search_runs([outcome.experiment_id])
+                if r.data.tags["mad.role"] == "trial"]
+    assert json.loads(child.data.tags["mad.resources"]) == {"cpu": 1, "gpu": 0}
+    assert "mad.cuda_visible_devices" not in child.data.tags
+
+
+def test_trials_larger_than_any_node_fail_before_anything_is_recorded(local_ray, write_sweep,
+                                                                      tracking_uri):
+    sweep = load_sweep(str(write_sweep({**SWEEP, "resources": {"cpu": 4}})))
+    with pytest.raises(ClusterResourceError, match="no node can hold a trial asking for 4 CPU"):
+        run_sweep(sweep, tracking_uri=tracking_uri)
+    assert MlflowClient(tracking_uri).get_experiment_by_name("e2e_gaussian") is None
