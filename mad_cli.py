@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Each module defines register(subparsers) and sets a `handler` default on its parsers.
-COMMAND_MODULES = ("mad_core.cli", "sweeps.cli")
+COMMAND_MODULES = ("mad_core.cli", "sweeps.cli", "analysis.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

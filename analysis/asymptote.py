@@ -1,0 +1,179 @@
+"""The limit of a metric over generations: burn-in, a batch-means interval, convergence.
+
+Input: the per-generation value of one metric (the mean over a trial's chains) for S
+replicate trials that differ only by seed, as an array (S, T) for generations 1..T.
+Successive generations are correlated (each trains on the previous one's samples), so
+the interval comes from batch means, not from treating generations as independent.
+
+The rule, in order:
+
+1. Burn-in. Generation 1 is always discarded (it trains on n_init real samples, a
+   training set no later generation has). Then MSER-5 (White, 1997) on the seed-averaged
+   series: cut it into batches of 5 generations, and discard the first d batches, d in
+   0..J/2 of J, minimising the squared standard error of what remains,
+   sum_{j >= d} (z_j - mean)^2 / (J - d)^2.
+2. Batch means. What remains (per seed) must be at least MIN_RETAINED generations; it is
+   cut into N_BATCHES equal batches ending at the last generation (the few generations
+   that do not fill a batch are dropped from the start). The limit is the mean of the
+   S * N_BATCHES batch means, its standard error their standard deviation over
+   sqrt(S * N_BATCHES), and the 95 % interval uses Student's t with S * N_BATCHES - 1
+   degrees of freedom.
+3. Convergence. The estimate is withheld (nan) and the series flagged when any holds:
+   fewer generations logged than the spec asked for; non-finite values; too few
+   generations after burn-in; drift (the mean of the first half of the batches differs
+   from the second half's, two-sided t-test at level ALPHA); or batches shorter than
+   BATCH_OVER_TAU integrated autocorrelation times (Sokal's automatic window, on the
+   kept generations, autocovariances averaged over seeds), so that neighbouring batch
+   means are still correlated and the interval would be too narrow. For an AR(1) series
+   the interval covers the limit in about 92 % of runs at 2 autocorrelation times per
+   batch and 95 % at 10 or more.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+MSER_BATCH = 5  # generations per MSER batch (MSER-5)
+N_BATCHES = 10  # batch means per seed
+MIN_RETAINED = 2 * N_BATCHES  # generations after burn-in: batches of at least 2
+CONFIDENCE = 0.95
+ALPHA = 0.01  # level of the drift test
+BATCH_OVER_TAU = 2.0  # batch length needed, in integrated autocorrelation times
+SOKAL_WINDOW = 5.0  # window M: the smallest with M >= SOKAL_WINDOW * tau(M)
+
+
+@dataclass(frozen=True)
+class Asymptote:
+    """The estimated limit of a metric's expected value over generations.
+
+    ``value``, ``low`` and ``high`` (95 % interval) are nan unless ``converged``;
+    ``reason`` then says why. ``burn_in`` counts the generations discarded (G1 included)
+    and ``retained`` the generations per seed the batches use.
+    """
+
+    value: float
+    low: float
+    high: float
+    standard_error: float
+    burn_in: int
+    retained: int
+    seeds: int
+    converged: bool
+    reason: str = ""
+    drift_t: float = math.nan
+    autocorrelation_time: float = math.nan
+
+    @property
+    def relative_half_width(self) -> float:
+        return (self.high - self.low) / (2 * abs(self.value)) if self.converged else math.nan
+
+
+def mser_batches_discarded(batch_means: np.ndarray) -> int:
+    """MSER: the number d of leading batches (0 <= d <= J // 2) whose removal minimises
+    sum_{j >= d} (z_j - mean_{>= d})^2 / (J - d)^2 for batch means z of shape (J,)."""
+    count = len(batch_means)
+    scores = []
+    for discarded in range(count // 2 + 1):
+        rest = batch_means[discarded:]
+        scores.append(((rest - rest.mean()) ** 2).sum() / len(rest) ** 2)
+    return int(np.argmin(scores))
+
+
+def burn_in_generations(series: np.ndarray) -> int:
+    """Generations to discard from the start of a (T,) series: G1 plus MSER-5's cut."""
+    after_first = series[1:]
+    n_batches = len(after_first) // MSER_BATCH
+    if n_batches < 2:
+        return 1
+    batch_means = after_first[:n_batches * MSER_BATCH].reshape(n_batches, MSER_BATCH).mean(axis=1)
+    return 1 + MSER_BATCH * mser_batches_discarded(batch_means)
+
+
+def _not_converged(reason: str, *, burn_in: int = 0, retained: int = 0, seeds: int = 1,
+                   drift_t: float = math.nan, autocorrelation_time: float = math.nan
+                   ) -> Asymptote:
+    return Asymptote(math.nan, math.nan, math.nan, math.nan, burn_in, retained, seeds,
+                     converged=False, reason=reason, drift_t=drift_t,
+                     autocorrelation_time=autocorrelation_time)
+
+
+def drift_statistic(batch_means: np.ndarray) -> tuple[float, int]:
+    """t statistic of (first-half mean - second-half mean) of (S, B) batch means, B even,
+    with the batch variance pooled within halves (so drift does not inflate it); and its
+    degrees of freedom S * (B - 2)."""
+    seeds, count = batch_means.shape
+    first, second = batch_means[:, :count // 2], batch_means[:, count // 2:]
+    difference = (first.mean(axis=1) - second.mean(axis=1)).mean()
+    dof = seeds * (count - 2)
+    pooled = (((first - first.mean(axis=1, keepdims=True)) ** 2).sum()
+              + ((second - second.mean(axis=1, keepdims=True)) ** 2).sum()) / dof
+    standard_error = math.sqrt(pooled * (4 / count) / seeds)
+    if standard_error == 0:
+        return (0.0 if difference == 0 else math.inf), dof
+    return float(difference / standard_error), dof
+
+
+def integrated_autocorrelation_time(series: np.ndarray) -> float:
+    """tau = 1 + 2 sum_{k=1}^{M} rho_k of (S, L) series (autocovariances averaged over the
+    S rows, each centred on its own mean), with Sokal's window: the smallest M such that
+    M >= SOKAL_WINDOW * tau(M). 1 for uncorrelated values; tau / L is the variance of the
+    mean relative to that of L independent values."""
+    centred = series - series.mean(axis=1, keepdims=True)
+    length = centred.shape[1]
+    spectrum = np.fft.rfft(centred, n=2 * length, axis=1)
+    autocovariance = np.fft.irfft(spectrum * spectrum.conj(), axis=1)[:, :length].mean(axis=0)
+    if autocovariance[0] <= 0:
+        return 1.0
+    taus = 2 * np.cumsum(autocovariance / autocovariance[0]) - 1
+    window = np.arange(length) >= SOKAL_WINDOW * taus
+    return float(taus[np.argmax(window)] if window.any() else taus[-1])
+
+
+def estimate_asymptote(series: np.ndarray, expected_generations: int | None = None) -> Asymptote:
+    """The limit of a metric's series, with a batch-means interval and convergence checks.
+
+    Args:
+        series: (S, T) or (T,): the metric at generations 1..T for S seeds (replicate trials
+            of one configuration; each value a mean over that trial's chains).
+        expected_generations: generations the spec asked for; fewer logged is flagged.
+    """
+    series = np.atleast_2d(np.asarray(series, dtype=float))
+    seeds, logged = series.shape
+    if expected_generations is not None and logged < expected_generations:
+        return _not_converged(f"incomplete: {logged} of {expected_generations} generations "
+                              f"logged", seeds=seeds)
+    if not np.isfinite(series).all():
+        return _not_converged("non-finite values in the series", seeds=seeds)
+    burn_in = burn_in_generations(series.mean(axis=0))
+    retained = logged - burn_in
+    if retained < MIN_RETAINED:
+        return _not_converged(f"only {retained} generations after a burn-in of {burn_in}; "
+                              f"needs {MIN_RETAINED}: run more generations",
+                              burn_in=burn_in, retained=retained, seeds=seeds)
+    batch = retained // N_BATCHES
+    used = batch * N_BATCHES
+    batch_means = series[:, logged - used:].reshape(seeds, N_BATCHES, batch).mean(axis=2)
+
+    drift_t, drift_dof = drift_statistic(batch_means)
+    tau = integrated_autocorrelation_time(series[:, logged - used:])
+    diagnostics = dict(burn_in=logged - used, retained=used, seeds=seeds,
+                       drift_t=drift_t, autocorrelation_time=tau)
+    if abs(drift_t) > stats.t.ppf(1 - ALPHA / 2, drift_dof):
+        return _not_converged(f"drifting: the second half of the kept generations differs "
+                              f"from the first (t = {drift_t:.1f}); run more generations",
+                              **diagnostics)
+    if batch < BATCH_OVER_TAU * tau:
+        needed = math.ceil(N_BATCHES * BATCH_OVER_TAU * tau) + logged - used
+        return _not_converged(f"correlated: autocorrelation time {tau:.0f} generations, "
+                              f"batches of {batch}; run about {needed} generations",
+                              **diagnostics)
+    values = batch_means.ravel()
+    value = float(values.mean())
+    standard_error = float(values.std(ddof=1) / math.sqrt(len(values)))
+    half_width = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * standard_error
+    return Asymptote(value, value - half_width, value + half_width, standard_error,
+                     converged=True, **diagnostics)

@@ -1,0 +1,67 @@
+"""Display labels of metrics and parameters (metric keys stay snake_case everywhere else),
+and the splitting of a sweep's varying parameters into lines and separate figures."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+METRIC_LABELS = {
+    "w2_sq": "W2² to P_r", "w2": "W2 to P_r", "mean_err_sq": "|μ_t − μ|² (mean error)",
+    "trace": "tr Σ_t (total variance)", "logdet": "log det Σ_t", "w2_sq_emp": "empirical W2²",
+    "w2_emp": "empirical W2", "precision": "precision (quality)", "recall": "recall (diversity)",
+    "fid": "FID", "kid": "KID",
+}
+PARAMETER_SYMBOLS = {
+    "lam": "λ", "n_real": "n_r", "n_syn": "n_s", "n_init": "n_init", "loop": "loop",
+    "data.dim": "d", "chains": "chains", "synthetic_source": "synthetic source",
+    "lambda_b": "λ_B", "model": "model", "generations": "generations",
+}
+AXIS_LABELS = {
+    "n_real": "n_r, real samples per generation",
+    "n_syn": "n_s, synthetic samples per generation",
+    "lam": "λ, sampling bias (1 = unbiased)",
+    "n_init": "n_init, real samples of generation 1",
+}
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).replace("_", " ")
+
+
+def describe(values: dict) -> str:
+    """{"lam": 0.7, "n_real": 100} -> "λ = 0.7, n_r = 100"."""
+    return ", ".join(f"{PARAMETER_SYMBOLS.get(k, k)} = {format_value(v)}" for k, v in values.items())
+
+
+def slug(values: dict) -> str:
+    """A file-name fragment for a facet: {"n_real": 100, "lam": 0.7} -> "n_real100_lam0.7"."""
+    text = "_".join(f"{k}{format_value(v)}" for k, v in values.items())
+    return re.sub(r"[^A-Za-z0-9_.-]", "", text.replace(" ", "-")) or "all"
+
+
+def facets(table: pd.DataFrame, keys: list[str]) -> Iterator[tuple[dict, pd.DataFrame]]:
+    """(values of keys, rows with those values) for every combination present."""
+    if not keys:
+        yield {}, table
+        return
+    for values, rows in table.groupby(keys, sort=True, dropna=False):
+        yield dict(zip(keys, values if isinstance(values, tuple) else (values,))), rows
+
+
+def log_scale_plain_ticks(axis, which: str = "y") -> None:
+    """A log scale ticked at 1, 2, 5 x 10^k and labelled as plain numbers (0.2, 50)."""
+    (axis.set_yscale if which == "y" else axis.set_xscale)("log")
+    target = axis.yaxis if which == "y" else axis.xaxis
+    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(NullFormatter())

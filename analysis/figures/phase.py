@@ -1,0 +1,133 @@
+"""MAD's phase diagrams: n_e / n_r as a heatmap over two grid axes, one panel per value of
+a third, with the n_e / n_r = 1 contour (above it synthetic data helped).
+
+Colour is log2(n_e / n_r) on a diverging map centred at 1 (blue: helped, red: hurt);
+every cell prints its ratio, "> x" / "< x" where n_e lies beyond the reference curve,
+and "n.c." where the loop had not converged (no number is reported for it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import Normalize
+from matplotlib.lines import Line2D
+from scipy.interpolate import RegularGridInterpolator
+
+from analysis.figures.labels import AXIS_LABELS, PARAMETER_SYMBOLS, format_value
+
+LOG_AXES = ("n_real", "n_syn", "n_init")  # sample sizes: log-spaced grids
+CONTOUR_RESOLUTION = 60  # points per axis of the grid the contour is traced on
+
+
+def cell_edges(centres: np.ndarray, logarithmic: bool) -> np.ndarray:
+    """(K + 1,) cell boundaries around sorted centres (K,): midpoints, in log space for
+    log axes; a single centre gets a cell of +-1/2 (of a decade's fraction on log axes)."""
+    values = np.log(centres) if logarithmic else centres.astype(float)
+    if len(values) == 1:
+        edges = values[0] + np.array([-0.5, 0.5]) * (0.5 if logarithmic else 0.1)
+    else:
+        middle = (values[1:] + values[:-1]) / 2
+        edges = np.concatenate([[2 * values[0] - middle[0]], middle,
+                                [2 * values[-1] - middle[-1]]])
+    return np.exp(edges) if logarithmic else edges
+
+
+def draw_unit_contour(axis, xs: np.ndarray, ys: np.ndarray, log_ratio: np.ndarray,
+                      log_x: bool, log_y: bool) -> None:
+    """The n_e / n_r = 1 line, interpolated bilinearly in the axes' own scales (log for
+    sample sizes), so that it crosses a cell where a log axis says it does."""
+    def scale(values, logarithmic):
+        return np.log(values) if logarithmic else values.astype(float)
+
+    def unscale(values, logarithmic):
+        return np.exp(values) if logarithmic else values
+
+    grid_x, grid_y = scale(xs, log_x), scale(ys, log_y)
+    interpolate = RegularGridInterpolator((grid_y, grid_x), log_ratio)
+    fine_x = np.linspace(grid_x[0], grid_x[-1], CONTOUR_RESOLUTION)
+    fine_y = np.linspace(grid_y[0], grid_y[-1], CONTOUR_RESOLUTION)
+    mesh_y, mesh_x = np.meshgrid(fine_y, fine_x, indexing="ij")
+    fine = interpolate(np.stack([mesh_y, mesh_x], axis=-1))
+    if np.nanmin(fine, initial=np.inf) < 0 < np.nanmax(fine, initial=-np.inf):
+        axis.contour(unscale(fine_x, log_x), unscale(fine_y, log_y), np.ma.masked_invalid(fine),
+                     levels=[0.0], colors="black", linewidths=2)
+
+
+def ratio_grid(rows: pd.DataFrame, x: str, y: str) -> tuple:
+    """(x values (X,), y values (Y,), log2 ratio (Y, X) nan where missing or not
+    converged, cell texts (Y, X))."""
+    xs = np.sort(rows[x].unique())
+    ys = np.sort(rows[y].unique())
+    log_ratio = np.full((len(ys), len(xs)), np.nan)
+    texts = np.full((len(ys), len(xs)), "", dtype=object)
+    for _, row in rows.iterrows():
+        i, j = np.searchsorted(ys, row[y]), np.searchsorted(xs, row[x])
+        if not row["converged"]:
+            texts[i, j] = "n.c."
+            continue
+        ratio = row["ratio"]
+        log_ratio[i, j] = math.log2(ratio)
+        bound = row["ratio_bound"]
+        texts[i, j] = f"{bound}{ratio:.2g}" if bound else f"{ratio:.2f}"
+    return xs, ys, log_ratio, texts
+
+
+def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
+                       title: str) -> plt.Figure:
+    """One heatmap of n_e / n_r over (x, y) per value of ``panel``.
+
+    Args:
+        table: one row per configuration with columns x, y, panel, converged, ratio,
+            ratio_bound (from the effective-size table).
+    """
+    panels = sorted(table[panel].unique())
+    converged = table[table["converged"]]
+    span = np.nanmax(np.abs(np.log2(converged["ratio"].to_numpy(dtype=float)))) \
+        if len(converged) else 1.0
+    limit = max(1.0, math.ceil(span))
+    norm = Normalize(-limit, limit)
+    cmap = plt.colormaps["RdBu"]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 1.2, 4.2),
+                                squeeze=False, layout="constrained", sharey=True)
+    for axis, value in zip(axes[0], panels):
+        rows = table[table[panel] == value]
+        xs, ys, log_ratio, texts = ratio_grid(rows, x, y)
+        x_edges = cell_edges(xs, x in LOG_AXES)
+        y_edges = cell_edges(ys, y in LOG_AXES)
+        axis.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(log_ratio), cmap=cmap,
+                        norm=norm)
+        not_converged = np.ma.masked_where(texts != "n.c.", np.ones_like(log_ratio))
+        axis.pcolormesh(x_edges, y_edges, not_converged, cmap="Greys", vmin=0, vmax=4,
+                        hatch="//")
+        for i, y_value in enumerate(ys):
+            for j, x_value in enumerate(xs):
+                dark = abs(log_ratio[i, j]) > 0.6 * limit if np.isfinite(log_ratio[i, j]) else False
+                axis.text(x_value, y_value, texts[i, j], ha="center", va="center", fontsize=8,
+                          color="white" if dark else "black")
+        if len(xs) > 1 and len(ys) > 1:
+            draw_unit_contour(axis, xs, ys, log_ratio, x in LOG_AXES, y in LOG_AXES)
+        if x in LOG_AXES:
+            axis.set_xscale("log")
+        if y in LOG_AXES:
+            axis.set_yscale("log")
+        axis.set_xlim(x_edges[0], x_edges[-1])
+        axis.set_ylim(y_edges[0], y_edges[-1])
+        axis.set_xticks(xs, [format_value(v) for v in xs], rotation=45 if len(xs) > 4 else 0)
+        axis.set_yticks(ys, [format_value(v) for v in ys])
+        axis.minorticks_off()
+        axis.set_xlabel(AXIS_LABELS.get(x, x))
+        axis.set_title(f"{PARAMETER_SYMBOLS.get(panel, panel)} = {format_value(value)}")
+    axes[0][0].set_ylabel(AXIS_LABELS.get(y, y))
+    mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    ticks = np.arange(-limit, limit + 1)
+    colorbar = figure.colorbar(mappable, ax=axes[0].tolist(), ticks=ticks, shrink=0.9)
+    colorbar.ax.set_yticklabels([format_value(2.0 ** t) for t in ticks])
+    colorbar.set_label("n_e / n_r   (> 1: synthetic data helped)")
+    figure.legend(handles=[Line2D([], [], color="black", lw=2, label="n_e = n_r")],
+                  loc="outside lower right", frameon=False, fontsize=9)
+    figure.suptitle(title, fontsize=11)
+    return figure

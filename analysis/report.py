@@ -1,0 +1,276 @@
+"""Everything `mad analyze` writes for a loaded sweep: tables (CSV) and figures (PNG).
+
+    written = analyze(sweep, Path("mad_analysis/my_sweep"))
+
+What applies depends on the sweep: metric-vs-generation figures always; asymptotes
+always; n_e (and its figures) where a reference curve exists (Gaussian: computed;
+otherwise from a baseline sweep); phase diagrams where two of (n_r, n_s, lambda) vary;
+the asymptote-vs-n_init figure where n_init varies. No trial is re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis.effective_size import MonotoneCurve
+from analysis.estimates import (AnalysisError, asymptote_table, default_distance,
+                                effective_size_row, group_ids, varying_parameters)
+from analysis.figures.generations import panel_metrics, plot_generations
+from analysis.figures.intervals import plot_intervals
+from analysis.figures.labels import describe, facets, metric_label, slug
+from analysis.figures.phase import plot_phase_diagram
+from analysis.load import Sweep
+from analysis.reference import (ReferenceCurve, baseline_reference_curve,
+                                exact_gaussian_applies, gaussian_reference_curve,
+                                log_spaced_sizes, reference_key_columns)
+
+GENERATION_LINE_PARAMETERS = ("loop", "lam", "n_init", "synthetic_source", "lambda_b")
+EFFECTIVE_LINE_PARAMETERS = ("loop", "lam", "n_real")
+INITIAL_LINE_PARAMETERS = ("loop", "lam", "n_real", "n_syn")
+# Phase diagrams: (x, y, one panel per value of) -> file name.
+PHASE_DIAGRAMS = {("n_real", "n_syn", "lam"): "phase_nr_ns",
+                  ("n_syn", "lam", "n_real"): "phase_lam_ns"}
+REFERENCE_RANGE = 10  # the Gaussian curve reaches 10x the largest training set
+SMALLEST_FIT = 2  # a Gaussian fit needs two points
+FIGURE_DPI = 130
+
+
+@dataclass
+class Report:
+    """What an analysis wrote (paths) and said (notes for the user)."""
+
+    out_dir: Path
+    written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def save_table(self, table: pd.DataFrame, name: str) -> None:
+        path = self.out_dir / name
+        table.to_csv(path, index=False)
+        self.written.append(path)
+
+    def save_figure(self, figure: plt.Figure, name: str) -> None:
+        path = self.out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=FIGURE_DPI)
+        plt.close(figure)
+        self.written.append(path)
+
+
+def sweep_caption(trials: pd.DataFrame, varying: list[str]) -> str:
+    """What every trial of the sweep shares, in words: model, loop, P_r."""
+    first = trials.iloc[0]
+    parts = [f"{first['model']} model"] if "model" not in varying else []
+    if "loop" not in varying:
+        parts.append(f"{first['loop'].replace('_', ' ')} loop")
+    data = {k: first[k] for k in trials.columns if k.startswith("data.") and k not in varying
+            and k not in ("data.source", "data.reshuffle") and not pd.isna(first[k])}
+    source = first.get("data.source", "")
+    if data or source:
+        parts.append(f"P_r: {source}" + (f" ({describe(data)})" if data else ""))
+    return " · ".join(parts).replace("data.", "")
+
+
+class ReferenceCurves:
+    """Reference curves per reference configuration, computed or measured once each."""
+
+    def __init__(self, metric: str, baseline: Sweep | None, cache_dir: Path | None):
+        self.metric = metric
+        self.baseline = baseline
+        self.cache_dir = cache_dir
+
+    def _gaussian(self, parameters: dict, largest: float) -> ReferenceCurve:
+        sizes = log_spaced_sizes(SMALLEST_FIT, REFERENCE_RANGE * largest)
+        key = json.dumps({"parameters": {k: str(v) for k, v in parameters.items()},
+                          "metric": self.metric, "sizes": sizes.tolist()}, sort_keys=True)
+        path = None
+        if self.cache_dir is not None:
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+            path = Path(self.cache_dir) / "reference" / f"{digest}.csv"
+            if path.is_file():
+                saved = pd.read_csv(path)
+                return ReferenceCurve(saved["n"].to_numpy(float), saved[self.metric].to_numpy(),
+                                      saved[f"{self.metric}_sem"].to_numpy(), self.metric,
+                                      saved["source"].iloc[0])
+        curve = gaussian_reference_curve(parameters, self.metric, sizes)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            curve.to_frame().assign(source=curve.source).to_csv(path, index=False)
+        return curve
+
+    def _measured(self, parameters: dict) -> ReferenceCurve | None:
+        records = self.baseline.records
+        rows = records[records["generation"] == 1]
+        for key, value in parameters.items():
+            if key in rows:
+                rows = rows[rows[key].astype(str) == str(value)]
+        if rows.empty:
+            return None
+        return baseline_reference_curve(rows, self.metric, self.baseline.name)
+
+    def curve(self, parameters: dict, largest: float) -> ReferenceCurve | None:
+        """The curve for one reference configuration; None when there is no way to get it.
+
+        Args:
+            parameters: the configuration's reference key values (model, data.*, ...).
+            largest: the largest training set of the trials using it (sets the range).
+        """
+        if self.baseline is not None:
+            return self._measured(parameters)
+        if exact_gaussian_applies(parameters):
+            return self._gaussian(parameters, largest)
+        return None
+
+
+def effective_size_table(sweep: Sweep, asymptotes: pd.DataFrame, metric: str,
+                         curves: ReferenceCurves, report: Report) -> pd.DataFrame | None:
+    """n_e and n_e / n_r per replicate group (from its pooled asymptote of ``metric``);
+    also writes reference_curve.csv. None when no group has a reference curve."""
+    trials = sweep.trials
+    trials["group"] = group_ids(sweep).loc[trials["run_id"]].to_numpy()
+    configurations = trials.drop_duplicates("group").set_index("group")
+    reference_keys = [k for k in reference_key_columns(sweep.parameters) if k in trials]
+    groups = asymptotes[(asymptotes["scope"] == "group") & (asymptotes["metric"] == metric)]
+    varying = varying_parameters(sweep)
+    shown = [*dict.fromkeys([*varying, *(p for p in ("lam", "n_real", "n_syn")
+                                            if p in configurations)])]
+    rows, curve_frames = [], []
+    for reference, members in configurations.groupby(reference_keys, dropna=False):
+        values = dict(zip(reference_keys, reference if isinstance(reference, tuple)
+                          else (reference,)))
+        training_sizes = members["n_real"].fillna(0) + members["n_syn"].fillna(0)
+        largest = float(max(members["n_init"].max(), training_sizes.max()))
+        curve = curves.curve(values, largest)
+        if curve is None:
+            report.notes.append(
+                f"n_e skipped for {describe(values)}: no reference curve "
+                + ("in the baseline sweep" if curves.baseline is not None else
+                   "(only Gaussian models on a Gaussian source have a computed one; pass "
+                   "--reference-sweep with baseline trials)"))
+            continue
+        curve_frames.append(curve.to_frame().assign(source=curve.source, **values))
+        try:
+            monotone = MonotoneCurve(curve.n, curve.value, curve.standard_error)
+        except ValueError as error:
+            raise AnalysisError(f"reference curve for {describe(values)} ({curve.source}): "
+                                f"{error}") from None
+        for group in members.index:
+            asymptote = groups[groups["group"] == group].iloc[0]
+            configuration = configurations.loc[group]
+            rows.append({"group": group, **configuration[shown].to_dict(), "metric": metric,
+                         "asymptote": asymptote["value"], "asymptote_low": asymptote["low"],
+                         "asymptote_high": asymptote["high"],
+                         "converged": asymptote["converged"], "reason": asymptote["reason"],
+                         **effective_size_row(asymptote, monotone, configuration["n_real"]),
+                         "reference": curve.source})
+    if curve_frames:
+        report.save_table(pd.concat(curve_frames, ignore_index=True), "reference_curve.csv")
+    return pd.DataFrame(rows) if rows else None
+
+
+def write_generation_figures(sweep: Sweep, varying: list[str], caption: str,
+                             report: Report) -> None:
+    metrics = panel_metrics(sweep.metrics)
+    line_keys = [p for p in varying if p in GENERATION_LINE_PARAMETERS]
+    facet_keys = [p for p in varying if p not in GENERATION_LINE_PARAMETERS]
+    for values, rows in facets(sweep.records, facet_keys):
+        title = " · ".join(part for part in (caption, describe(values)) if part)
+        report.save_figure(plot_generations(rows, line_keys, metrics, title),
+                           f"generations/generations_{slug(values)}.png")
+
+
+def write_effective_size_figures(table: pd.DataFrame, varying: list[str], metric: str,
+                                 caption: str, report: Report) -> None:
+    with_ratio = table[table["n_real"] > 0].copy()
+    if "ratio" not in with_ratio or with_ratio.empty:
+        return
+    title_metric = f"n_e / n_r from the limit of {metric_label(metric)}"
+    for (x, y, panel), name in PHASE_DIAGRAMS.items():
+        if not {x, y} <= set(varying):
+            continue
+        facet_keys = [p for p in varying if p not in (x, y, panel)]
+        for values, rows in facets(with_ratio, facet_keys):
+            title = f"{title_metric}\n" + " · ".join(p for p in (caption, describe(values)) if p)
+            report.save_figure(plot_phase_diagram(rows, x, y, panel, title),
+                               f"{name}{'_' + slug(values) if values else ''}.png")
+    x = next((p for p in ("n_syn", "n_real", "lam") if p in varying), None)
+    if x is None:
+        return
+    line_keys = [p for p in varying if p in EFFECTIVE_LINE_PARAMETERS and p != x]
+    facet_keys = [p for p in varying if p not in (*line_keys, x)]
+    for values, rows in facets(with_ratio, facet_keys):
+        title = f"{title_metric}\n" + " · ".join(p for p in (caption, describe(values)) if p)
+        figure = plot_intervals(rows, x, line_keys, value="ratio", low="ratio_low",
+                                high="ratio_high", bound="ratio_bound", ylabel="n_e / n_r",
+                                title=title, reference_y=(1.0, "n_e = n_r"))
+        report.save_figure(figure, f"effective_size{'_' + slug(values) if values else ''}.png")
+
+
+def write_initial_model_figures(asymptotes: pd.DataFrame, varying: list[str], metric: str,
+                                caption: str, report: Report) -> None:
+    if "n_init" not in varying:
+        return
+    groups = asymptotes[(asymptotes["scope"] == "group") & (asymptotes["metric"] == metric)]
+    line_keys = [p for p in varying if p in INITIAL_LINE_PARAMETERS]
+    facet_keys = [p for p in varying if p not in (*line_keys, "n_init")]
+    for values, rows in facets(groups, facet_keys):
+        title = (f"The initial model is forgotten: limit of {metric_label(metric)} vs n_init\n"
+                 + " · ".join(p for p in (caption, describe(values)) if p))
+        figure = plot_intervals(rows, "n_init", line_keys, value="value", low="low",
+                                high="high", ylabel=f"limit of {metric_label(metric)}",
+                                title=title, log_y=False)
+        report.save_figure(figure, f"asymptote_vs_n_init{'_' + slug(values) if values else ''}.png")
+
+
+def analyze(sweep: Sweep, out_dir: Path, *, metric: str | None = None,
+            baseline: Sweep | None = None, cache_dir: Path | None = None,
+            progress: Callable[[str], None] = lambda message: None) -> Report:
+    """Write every table and figure that applies to the sweep into out_dir.
+
+    Args:
+        metric: the distance whose limit defines n_e (default: the first recorded of
+            estimates.DISTANCE_METRICS, w2_sq for Gaussian sweeps).
+        baseline: a loaded sweep of baseline trials (one generation on n_init real samples)
+            giving measured reference curves; needed for n_e of non-Gaussian models.
+        cache_dir: where computed Gaussian reference curves are kept between runs.
+        progress: called with a short message before each slow step.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = Report(out_dir)
+    metric = metric or default_distance(sweep)
+    if f"{metric}_mean" not in sweep.metrics:
+        raise AnalysisError(f"sweep {sweep.name!r} has no metric {metric}_mean; it has "
+                         + ", ".join(m.removesuffix("_mean") for m in sweep.metrics
+                                     if m.endswith("_mean")))
+    varying = varying_parameters(sweep)
+    caption = sweep_caption(sweep.trials, varying)
+    report.save_table(sweep.trials, "trials.csv")
+
+    progress("asymptotes")
+    estimated = list(dict.fromkeys([metric, *panel_metrics(sweep.metrics)]))
+    asymptotes = asymptote_table(sweep, estimated)
+    report.save_table(asymptotes, "asymptotes.csv")
+    groups = asymptotes[(asymptotes["scope"] == "group") & (asymptotes["metric"] == metric)]
+    unconverged = int((~groups["converged"].astype(bool)).sum())
+    report.notes.append(f"{len(groups)} configurations, {unconverged} not converged "
+                        f"(limit of {metric}; reasons in asymptotes.csv)")
+
+    progress("reference curves and n_e")
+    curves = ReferenceCurves(metric, baseline, cache_dir)
+    effective = effective_size_table(sweep, asymptotes, metric, curves, report)
+    if effective is not None:
+        report.save_table(effective, "effective_size.csv")
+
+    progress("figures")
+    write_generation_figures(sweep, varying, caption, report)
+    if effective is not None:
+        write_effective_size_figures(effective, varying, metric, caption, report)
+    write_initial_model_figures(asymptotes, varying, metric, caption, report)
+    return report
