@@ -44,7 +44,8 @@ def register(subparsers) -> None:
                                               "file's, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db)")
     sweep.add_argument("--resume", action="store_true",
                        help="continue the latest invocation of this sweep: finished trials "
-                            "are kept, the others continue from their last checkpoint")
+                            "are kept, the others continue from their last checkpoint, "
+                            "into the same MLflow runs")
     sweep.add_argument("--max-concurrent", type=positive_int, metavar="N",
                        help="run at most N trials at once (default: as many as fit)")
     sweep.add_argument("--storage", help="folder or URI (s3://...) for Tune's experiment "
@@ -80,10 +81,6 @@ def sweep_command(args: argparse.Namespace) -> int:
         sweep = load_sweep(args.sweep)
     except (SpecFileError, SpecError) as error:
         print(f"mad sweep: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.resume and args.max_concurrent:
-        print("mad sweep: --max-concurrent cannot change on --resume (Ray Tune restores the "
-              "original setting); leave it out", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     from sweeps.tracking_store import TrackingStoreError, resolve_tracking_uri

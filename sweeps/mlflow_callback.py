@@ -28,6 +28,12 @@ from mad_core.spec import resolve_spec
 from sweeps.mlflow_runs import (RUN_NAME_LENGTH, child_runs, last_logged_generation,
                                 record_metrics, spec_params)
 
+
+def checkpoint_uri(checkpoint: tune.Checkpoint) -> str:
+    """A local path, or scheme://path on remote storage (what tune.Checkpoint(uri) reads)."""
+    scheme = checkpoint.filesystem.type_name
+    return checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"
+
 logger = logging.getLogger(__name__)
 
 
@@ -132,6 +138,11 @@ class MlflowTrialLogger(tune.Callback):
         self.client.log_batch(child.run_id, metrics=record_metrics(
             record, step=generation, timestamp_ms=int(time.time() * 1000)))
         child.last_logged = generation
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        # Called before Tune registers the checkpoint (and deletes older ones beyond
+        # num_to_keep), so the tag always names a checkpoint that exists.
+        self.client.set_tag(self._child(trial).run_id, "mad.checkpoint", checkpoint_uri(checkpoint))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         child = self._child(trial)

@@ -3,11 +3,20 @@
 Order of work, so that bad input and unusable infrastructure fail before anything is
 recorded: tracking store reachable -> Ray connected -> trial resources fit a node ->
 experiment and parent run -> Tune.
+
+Resuming reads MLflow, not Tune's saved experiment state: a child run marked FINISHED
+is done; every other trial of the grid runs again from the checkpoint its child run's
+``mad.checkpoint`` tag names (from scratch if none), in a new Tune experiment under the
+same parent run. Tune's own snapshot can lag behind a killed driver (it then re-runs
+trials that had finished and looks for checkpoints it had already deleted); the MLflow
+tags are written before Tune acts on a result or a checkpoint, so they never lag.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +25,7 @@ import ray
 from mlflow import MlflowClient
 from ray import tune
 
+from sweeps.grid import GridPoint
 from sweeps.mlflow_callback import MlflowTrialLogger
 from sweeps.mlflow_runs import (child_runs, latest_parent_run, open_experiment, provenance_tags,
                                 start_parent_run)
@@ -56,10 +66,11 @@ class SweepOutcome:
 
 
 @dataclass(frozen=True)
-class _Invocation:
-    experiment_id: str
-    parent_run_id: str
-    tune_path: str
+class PendingTrial:
+    """A grid point to run, and the checkpoint an earlier invocation left it (if any)."""
+
+    point: GridPoint
+    resume_from: str | None = None
 
 
 def trial_name(trial) -> str:
@@ -67,7 +78,14 @@ def trial_name(trial) -> str:
     return f"t{trial.config['trial']['index']:04d}"
 
 
-def _resumable(client: MlflowClient, sweep: Sweep) -> _Invocation:
+def new_tune_path(root: str, sweep: Sweep) -> str:
+    """<root>/<sweep name>/<time stamp>-<random>: one Tune experiment per invocation."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{root.rstrip('/')}/{sweep.name}/{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def _previous_invocation(client: MlflowClient, sweep: Sweep):
+    """The latest parent run of this sweep, checked to be of the same grid."""
     parent = latest_parent_run(client, sweep.name)
     if parent is None:
         raise ResumeError(f"sweep {sweep.name!r} has no earlier invocation in this tracking "
@@ -79,28 +97,28 @@ def _resumable(client: MlflowClient, sweep: Sweep) -> _Invocation:
             f"{len(sweep.trials)} trials) than the invocation to resume (run "
             f"{parent.info.run_id}: {tags.get('mad.grid_hash')}, {tags.get('mad.trials')} "
             f"trials); restore the file, or run it without --resume as a new invocation")
-    return _Invocation(parent.info.experiment_id, parent.info.run_id, tags["mad.tune_path"])
+    return parent
 
 
-def _tuner(sweep: Sweep, invocation: _Invocation, resources: TrialResources,
-           tracking_uri: str, max_concurrent: int | None, resume: bool) -> tune.Tuner:
-    trainable = tune.with_resources(run_trial, resources.as_tune())
-    if resume and tune.Tuner.can_restore(invocation.tune_path):
-        # Finished trials stay finished; unfinished and errored ones continue from their
-        # last checkpoint. The run and tune configs (callbacks included) come from the
-        # saved experiment.
-        return tune.Tuner.restore(invocation.tune_path, trainable=trainable,
-                                  resume_unfinished=True, resume_errored=True)
-    run_tags = {"mad.sweep": sweep.name, **provenance_tags(),
-                "mad.resources": f'{{"cpu": {resources.cpu:g}, "gpu": {resources.gpu:g}}}'}
-    logger = MlflowTrialLogger(tracking_uri, invocation.experiment_id,
-                               invocation.parent_run_id, run_tags)
-    tune_path = invocation.tune_path.rstrip("/")
+def _unfinished(client: MlflowClient, sweep: Sweep, parent) -> list[PendingTrial]:
+    children = child_runs(client, parent.info.experiment_id, parent.info.run_id)
+    pending = []
+    for point in sweep.trials:
+        child = children.get(point.index)
+        if child is None:
+            pending.append(PendingTrial(point))
+        elif child.info.status != "FINISHED":
+            pending.append(PendingTrial(point, child.data.tags.get("mad.checkpoint")))
+    return pending
+
+
+def _tuner(sweep: Sweep, pending: list[PendingTrial], logger: MlflowTrialLogger,
+           resources: TrialResources, tune_path: str, max_concurrent: int | None) -> tune.Tuner:
     storage, name = tune_path.rsplit("/", 1)
+    configs = [trial_config(p.point, sweep.checkpoint_every, p.resume_from) for p in pending]
     return tune.Tuner(
-        trainable,
-        param_space={"trial": tune.grid_search(
-            [trial_config(point, sweep.checkpoint_every) for point in sweep.trials])},
+        tune.with_resources(run_trial, resources.as_tune()),
+        param_space={"trial": tune.grid_search(configs)},
         # Reusing a trial's actor for the next trial saves a worker process start (seconds).
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     trial_name_creator=trial_name,
@@ -116,14 +134,16 @@ def _tuner(sweep: Sweep, invocation: _Invocation, resources: TrialResources,
 def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | None = None,
               resume: bool = False, max_concurrent: int | None = None,
               storage: str | None = None, say: Callable[[str], None] = print) -> SweepOutcome:
-    """Run (or with resume=True continue) a sweep and wait for it.
+    """Run a sweep (or, with resume=True, its latest invocation's unfinished trials) and
+    wait for it.
 
     Args:
         address: a Ray cluster address; None starts a local Ray (or uses the Ray this
             process has joined).
         tracking_uri: overrides the sweep file's tracking_uri (docs/tracking.md).
         storage: folder or URI for Tune's experiment state and checkpoints (default
-            mad_output/sweeps); on a multi-node cluster, storage every node reaches.
+            mad_output/sweeps, or where the resumed invocation kept them); on a multi-node
+            cluster, storage every node reaches.
         say: where progress lines go.
     Raises:
         TrackingStoreError, ResumeError, ClusterResourceError: before any trial starts.
@@ -131,46 +151,62 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     uri = resolve_tracking_uri(tracking_uri, sweep.tracking_uri)
     check_tracking_store(uri)
     client = MlflowClient(uri)
-    invocation = _resumable(client, sweep) if resume else None
-    if invocation is not None and client.get_run(invocation.parent_run_id).info.status == "FINISHED":
-        say(f"nothing to resume: every trial of run {invocation.parent_run_id} finished")
-        return _outcome(client, sweep, invocation)
+    parent = _previous_invocation(client, sweep) if resume else None
+    pending = ([PendingTrial(point) for point in sweep.trials] if parent is None
+               else _unfinished(client, sweep, parent))
+    if not pending:
+        say(f"nothing to resume: every trial of run {parent.info.run_id} finished")
+        client.set_terminated(parent.info.run_id, status="FINISHED")
+        return _outcome(client, sweep, parent.info.experiment_id, parent.info.run_id,
+                        parent.data.tags["mad.tune_path"])
 
     started_ray = connect(address)
     try:
         resources = plan_resources(sweep.resources)
         if resources.note:
             say(resources.note)
-        if invocation is None:
-            root = storage or str(DEFAULT_STORAGE.absolute())
-            tune_path = f"{root.rstrip('/')}/{sweep.name}/{time.strftime('%Y%m%d-%H%M%S')}"
+        if parent is None:
+            tune_path = new_tune_path(storage or str(DEFAULT_STORAGE.absolute()), sweep)
             experiment_id = open_experiment(client, sweep)
-            invocation = _Invocation(experiment_id, start_parent_run(client, experiment_id,
-                                                                      sweep, tune_path),
-                                     tune_path)
+            parent_run_id = start_parent_run(client, experiment_id, sweep, tune_path)
         else:
-            client.update_run(invocation.parent_run_id, status="RUNNING")
-        say(f"sweep {sweep.name}: {len(sweep.trials)} trials, {resources.cpu:g} CPU + "
-            f"{resources.gpu:g} GPU each; MLflow {uri} run {invocation.parent_run_id}; "
-            f"Tune state {invocation.tune_path}")
-        tuner = _tuner(sweep, invocation, resources, uri, max_concurrent, resume)
+            previous_root = parent.data.tags["mad.tune_path"].rsplit("/", 2)[0]
+            tune_path = new_tune_path(storage or previous_root, sweep)
+            experiment_id, parent_run_id = parent.info.experiment_id, parent.info.run_id
+            client.set_tag(parent_run_id, "mad.tune_path", tune_path)
+            client.update_run(parent_run_id, status="RUNNING")
+        say(f"sweep {sweep.name}: {len(pending)} of {len(sweep.trials)} trials to run, "
+            f"{resources.cpu:g} CPU + {resources.gpu:g} GPU each; MLflow {uri} run "
+            f"{parent_run_id}; Tune state {tune_path}")
+        run_tags = {"mad.sweep": sweep.name, **provenance_tags(),
+                    "mad.resources": json.dumps(resources.as_tune())}
+        logger = MlflowTrialLogger(uri, experiment_id, parent_run_id, run_tags)
         try:
-            tuner.fit()
-        except KeyboardInterrupt:
-            client.set_terminated(invocation.parent_run_id, status="KILLED")
-            raise
-        outcome = _outcome(client, sweep, invocation)
-        client.set_terminated(invocation.parent_run_id, status=outcome.status)
+            _tuner(sweep, pending, logger, resources, tune_path, max_concurrent).fit()
+        finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
+            outcome = _close_invocation(client, sweep, experiment_id, parent_run_id, tune_path)
         return outcome
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _outcome(client: MlflowClient, sweep: Sweep, invocation: _Invocation) -> SweepOutcome:
+def _outcome(client: MlflowClient, sweep: Sweep, experiment_id: str, parent_run_id: str,
+             tune_path: str) -> SweepOutcome:
     """Counts from the child runs' statuses (they cover earlier invocations too)."""
-    statuses = [run.info.status for run in child_runs(client, invocation.experiment_id,
-                                                      invocation.parent_run_id).values()]
-    return SweepOutcome(invocation.experiment_id, invocation.parent_run_id,
-                        invocation.tune_path, len(sweep.trials),
+    statuses = [run.info.status for run in child_runs(client, experiment_id,
+                                                      parent_run_id).values()]
+    return SweepOutcome(experiment_id, parent_run_id, tune_path, len(sweep.trials),
                         finished=statuses.count("FINISHED"), failed=statuses.count("FAILED"))
+
+
+def _close_invocation(client: MlflowClient, sweep: Sweep, experiment_id: str,
+                      parent_run_id: str, tune_path: str) -> SweepOutcome:
+    """After Tune returned (or was interrupted): trials still RUNNING were stopped, so
+    their child runs and the parent get their final MLflow status."""
+    for run in child_runs(client, experiment_id, parent_run_id).values():
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status="KILLED")
+    outcome = _outcome(client, sweep, experiment_id, parent_run_id, tune_path)
+    client.set_terminated(parent_run_id, status=outcome.status)
+    return outcome

@@ -2,8 +2,9 @@
 
 Each generation's record goes to ``tune.report``; every ``checkpoint_every``
 generations (and after the last) the report carries a checkpoint of the loop state.
-A trial restored by Tune (after a lost worker, or ``mad sweep --resume``) continues
-from that checkpoint and yields the records an uninterrupted run would.
+A trial continues from a checkpoint -- Tune's own after a lost worker, else the one
+``mad sweep --resume`` names in ``resume_from`` -- and yields the records an
+uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -27,16 +28,21 @@ class SpecDriftError(RuntimeError):
     """A worker resolves a trial spec differently from the driver (different versions)."""
 
 
-def trial_config(point, checkpoint_every: int) -> dict[str, Any]:
-    """What Tune passes to ``run_trial`` for one GridPoint (plain, picklable values)."""
+def trial_config(point, checkpoint_every: int, resume_from: str | None = None) -> dict[str, Any]:
+    """What Tune passes to ``run_trial`` for one GridPoint (plain, picklable values).
+
+    resume_from: URI of a checkpoint an earlier invocation wrote for this trial.
+    """
     return {"index": point.index, "coordinates": dict(point.coordinates),
             "spec": point.raw_spec, "spec_hash": point.spec.spec_hash(),
-            "checkpoint_every": checkpoint_every}
+            "checkpoint_every": checkpoint_every, "resume_from": resume_from}
 
 
-def _restored_state() -> dict | None:
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
+def _restored_state(resume_from: str | None) -> dict | None:
+    """The loop state to continue from: Tune's latest checkpoint of this invocation (a
+    retry after a failure), else the earlier invocation's, else None (a fresh start)."""
+    checkpoint = tune.get_checkpoint() or (resume_from and tune.Checkpoint(resume_from))
+    if not checkpoint:
         return None
     with checkpoint.as_directory() as folder:
         return pickle.loads(Path(folder, STATE_FILE).read_bytes())
@@ -54,7 +60,7 @@ def run_trial(config: dict[str, Any]) -> None:
         raise SpecDriftError(
             f"this worker resolves trial {trial['index']} to spec {spec.spec_hash()}, the "
             f"driver to {trial['spec_hash']}: install the same mad-sweep version on every node")
-    loop = SelfConsumingLoop(spec, state=_restored_state())
+    loop = SelfConsumingLoop(spec, state=_restored_state(trial["resume_from"]))
     device = {}
     if ray.get_gpu_ids():
         device["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")

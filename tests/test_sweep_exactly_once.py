@@ -1,0 +1,70 @@
+"""Exactly-once MLflow histories for every moment a trial or the driver can fail.
+
+Tune's contract with the logger: results reach ``on_trial_result`` in order, and a
+checkpoint is registered only after the result it came with was processed. So a trial
+that failed after its result f was processed restarts from a checkpoint r <= f, where r
+is any checkpoint generation (or 0) -- r < the latest one when the driver died before
+Tune's experiment snapshot caught up. These tests replay every (f, r) through the real
+logger into a real sqlite store, with a fresh logger (as a restarted driver unpickles it)
+or the same one (a retry under the same driver), and check the stored histories.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from mlflow import MlflowClient
+from ray.tune.experiment import Trial
+
+from mad_core.loop import SelfConsumingLoop
+from sweeps.mlflow_callback import MlflowTrialLogger
+from sweeps.mlflow_runs import open_experiment, start_parent_run
+from sweeps.sweep_file import load_sweep
+from sweeps.trial import trial_config
+
+GENERATIONS = 5
+SWEEP = {"name": "replay", "generations": GENERATIONS,
+         "trial": {"model": "gaussian", "loop": "fully_synthetic", "n_init": 20, "n_syn": 10,
+                   "chains": 3, "data": {"source": "gaussian", "dim": 2}}}
+
+
+def scenarios(checkpoint_every: int):
+    """(failed after result f, restored from checkpoint r) pairs."""
+    checkpoints = [0] + [g for g in range(1, GENERATIONS + 1)
+                         if g % checkpoint_every == 0 or g == GENERATIONS]
+    return [(f, r) for f in range(1, GENERATIONS + 1) for r in checkpoints if r <= f]
+
+
+@pytest.mark.parametrize("driver_restarted", [False, True], ids=["retry", "driver restart"])
+@pytest.mark.parametrize("checkpoint_every", [1, 2])
+def test_history_holds_every_generation_once(write_sweep, tracking_uri, check_store,
+                                             checkpoint_every, driver_restarted):
+    cases = scenarios(checkpoint_every)
+    sweep = load_sweep(str(write_sweep({**SWEEP, "grid": {"seed": list(range(len(cases)))}})))
+    client = MlflowClient(tracking_uri)
+    experiment_id = open_experiment(client, sweep)
+    parent_run_id = start_parent_run(client, experiment_id, sweep, tune_path="unused")
+    logger = MlflowTrialLogger(tracking_uri, experiment_id, parent_run_id, {"mad.sweep": "replay"})
+
+    for point, (failed_after, restored_from) in zip(sweep.trials, cases):
+        trial = Trial("run_trial", config={"trial": trial_config(point, checkpoint_every)},
+                      trial_id=f"replay_{point.index:05d}", stub=True)
+        records = list(SelfConsumingLoop(point.spec))
+        logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
+        for record in records[:failed_after]:
+            logger.on_trial_result(iteration=0, trials=[trial], trial=trial,
+                                   result={"record": record})
+        if driver_restarted:
+            logger = pickle.loads(pickle.dumps(logger))
+        else:
+            logger.on_trial_recover(iteration=0, trials=[trial], trial=trial)
+        logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
+        for record in records[restored_from:]:
+            logger.on_trial_result(iteration=0, trials=[trial], trial=trial,
+                                   result={"record": record})
+        logger.on_trial_complete(iteration=0, trials=[trial], trial=trial)
+
+    children = check_store(tracking_uri, sweep, parent_run_id)
+    if not driver_restarted:
+        assert {run.data.tags["mad.failures"] for run in children.values()} == {"1"}

@@ -1,0 +1,83 @@
+"""A worker node lost mid-trial: Tune retries the trial from its last checkpoint on
+another node, and its MLflow history still holds every generation exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import ray
+from mlflow import MlflowClient
+from ray.cluster_utils import Cluster
+
+from sweeps.mlflow_runs import child_runs, last_logged_generation
+from sweeps.runner import run_sweep
+from sweeps.sweep_file import load_sweep
+
+# 60 generations of about 50 ms: long enough to lose a node in the middle.
+SWEEP = {
+    "name": "node_loss",
+    "trial": {"model": "gaussian", "loop": "fresh_data", "n_init": 200, "n_real": 100,
+              "n_syn": 100, "chains": 100, "data": {"source": "gaussian", "dim": 60},
+              "simulation": "exact"},
+    "generations": 60,
+    "grid": {"seed": [0, 1]},
+    "checkpoint_every": 3,
+    "max_failures": 3,
+}
+MID_TRIAL_GENERATION = 10
+
+
+@pytest.fixture
+def two_worker_cluster():
+    """A head without CPUs and two 1-CPU workers, all on 127.0.0.1."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
+                                                             "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow  # about 40 s: a three-node cluster and a retried trial
+def test_trial_on_a_lost_node_resumes_and_logs_each_generation_once(
+        two_worker_cluster, write_sweep, tracking_uri, check_store):
+    cluster, workers = two_worker_cluster
+    sweep = load_sweep(str(write_sweep(SWEEP)))
+    outcome = {}
+    # The driver runs in a thread: nodes may only be removed from the main thread.
+    driver = threading.Thread(target=lambda: outcome.update(
+        result=run_sweep(sweep, tracking_uri=tracking_uri)))
+    driver.start()
+
+    client = MlflowClient(tracking_uri)
+
+    def both_trials_mid_way() -> bool:
+        experiment = client.get_experiment_by_name("node_loss")
+        if experiment is None:
+            return False
+        runs = client.search_runs([experiment.experiment_id], "tags.`mad.role` = 'trial'")
+        return len(runs) == 2 and all(
+            MID_TRIAL_GENERATION <= last_logged_generation(client, run.info.run_id) < 40
+            for run in runs)
+
+    wait_until(both_trials_mid_way, 120, "both trials to be mid-way")
+    cluster.remove_node(workers[0], allow_graceful=False)
+    driver.join(timeout=240)
+    assert not driver.is_alive() and "result" in outcome
+
+    result = outcome["result"]
+    assert result.status == "FINISHED"
+    children = check_store(tracking_uri, sweep, result.parent_run_id)
+    assert sorted(run.data.tags.get("mad.failures", "0") for run in children.values()) == ["0", "1"]
+    assert child_runs(client, result.experiment_id, result.parent_run_id).keys() == {0, 1}
