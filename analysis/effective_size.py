@@ -73,8 +73,9 @@ class MonotoneCurve:
         n: (K,) sample sizes (> 0); y: (K,) values (> 0); standard_error: (K,) or None,
             the Monte Carlo standard error of y, carried into intervals.
     Raises:
-        ValueError: fewer than two distinct points after pooling, non-positive values, or a
-            curve that increases overall (f must decrease with n).
+        ValueError: fewer than two sample sizes, non-positive values, or a curve whose last
+            value is not below its first (f must decrease with n; then pooling always
+            leaves at least two points).
     """
 
     def __init__(self, n, y, standard_error=None):
@@ -83,6 +84,8 @@ class MonotoneCurve:
         y = np.asarray(y, dtype=float)[order]
         error = (np.zeros_like(y) if standard_error is None
                  else np.nan_to_num(np.asarray(standard_error, dtype=float)[order]))
+        if len(np.unique(n)) < 2:
+            raise ValueError("a reference curve needs at least two sample sizes")
         if (n <= 0).any() or (y <= 0).any() or not np.isfinite(y).all():
             raise ValueError("a reference curve needs positive sample sizes and positive, "
                              "finite values")
@@ -96,9 +99,6 @@ class MonotoneCurve:
             log_n.append(np.log(n[start:stop]).mean())
             log_y.append(log_mean)
             relative_error.append((error[start:stop] / y[start:stop]).mean())
-        if len(log_n) < 2:
-            raise ValueError("the reference curve is flat within its noise; it cannot be "
-                             "inverted")
         self.log_n = np.array(log_n)
         self.log_y = np.array(log_y)
         self.relative_error = np.array(relative_error)

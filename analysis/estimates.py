@@ -30,7 +30,7 @@ ASYMPTOTE_COLUMNS = ("value", "low", "high", "standard_error", "burn_in", "retai
                      "converged", "reason", "autocorrelation_time", "drift_t")
 
 
-def _as_text(table: pd.DataFrame) -> pd.DataFrame:
+def as_text(table: pd.DataFrame) -> pd.DataFrame:
     """Every cell as text, missing values included ("None", "<NA>"), for comparing."""
     return table.astype(object).map(str)
 
@@ -38,7 +38,7 @@ def _as_text(table: pd.DataFrame) -> pd.DataFrame:
 def varying_parameters(sweep: Sweep) -> list[str]:
     """Parameters with more than one value across the sweep's trials, seed and name excluded."""
     keys = [p for p in sweep.parameters if p not in REPLICATE_PARAMETERS]
-    counts = _as_text(sweep.trials[keys]).nunique()
+    counts = as_text(sweep.trials[keys]).nunique()
     return [p for p in keys if counts[p] > 1]
 
 
@@ -46,7 +46,7 @@ def group_ids(sweep: Sweep) -> pd.Series:
     """Replicate group number (0, 1, ...) of each trial, indexed by run_id."""
     trials = sweep.trials
     keys = [p for p in sweep.parameters if p not in REPLICATE_PARAMETERS]
-    labels = (_as_text(trials[keys]).agg("|".join, axis=1) if keys
+    labels = (as_text(trials[keys]).agg("|".join, axis=1) if keys
               else pd.Series("", trials.index))
     codes = pd.factorize(labels, sort=True)[0]
     return pd.Series(codes, index=trials["run_id"], name="group")

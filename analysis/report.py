@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.effective_size import MonotoneCurve
-from analysis.estimates import (AnalysisError, asymptote_table, default_distance,
-                                effective_size_row, group_ids, varying_parameters)
+from analysis.estimates import (DISTANCE_METRICS, AnalysisError, as_text, asymptote_table,
+                                default_distance, effective_size_row, group_ids,
+                                varying_parameters)
 from analysis.figures.generations import panel_metrics, plot_generations
 from analysis.figures.intervals import plot_intervals
 from analysis.figures.labels import describe, facets, metric_label, slug
@@ -110,7 +111,7 @@ class ReferenceCurves:
         rows = records[records["generation"] == 1]
         for key, value in parameters.items():
             if key in rows:
-                rows = rows[rows[key].astype(str) == str(value)]
+                rows = rows[as_text(rows[[key]])[key] == str(value)]
         if rows.empty:
             return None
         return baseline_reference_curve(rows, self.metric, self.baseline.name)
@@ -245,6 +246,10 @@ def analyze(sweep: Sweep, out_dir: Path, *, metric: str | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir)
     metric = metric or default_distance(sweep)
+    if metric not in DISTANCE_METRICS:
+        raise AnalysisError(f"n_e needs a distance to P_r, which falls as a model sees more "
+                            f"real data; --metric {metric} is not one of "
+                            f"{', '.join(DISTANCE_METRICS)}")
     if f"{metric}_mean" not in sweep.metrics:
         raise AnalysisError(f"sweep {sweep.name!r} has no metric {metric}_mean; it has "
                          + ", ".join(m.removesuffix("_mean") for m in sweep.metrics

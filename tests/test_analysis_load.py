@@ -1,8 +1,8 @@
 """Loading a sweep from MLflow: a real sqlite store filled with real mad_core records in
 the layout of docs/tracking.md, read back as a typed table; the cache; every error path.
 
-``log_sweep`` (the writer) is also the fixture of the other analysis tests and of
-benchmarks/analyze.py.
+``log_sweep`` (the writer, with the sweeps package's own encoders of parameters and
+records) is also the fixture of the other analysis tests and of benchmarks/analyze.py.
 """
 
 from __future__ import annotations
@@ -15,25 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param
 
 from analysis import load as load_module
+from analysis.history import fetch_histories, per_history
 from analysis.load import SweepLoadError, load_sweep
 from mad_core.loop import SelfConsumingLoop
 from mad_core.spec import resolve_spec
-
-INFINITY_STAND_IN = 1.7976931348623157e308  # what SQL stores keep for +-inf
-
-
-def flat_params(spec) -> dict[str, str]:
-    """The resolved spec flattened with dotted keys, values as MLflow strings."""
-    params = {}
-    for key, value in spec.to_dict().items():
-        if isinstance(value, dict):
-            params.update({f"{key}.{inner}": str(v) for inner, v in value.items()})
-        else:
-            params[key] = str(value)
-    return params
+from sweeps.mlflow_runs import record_metrics, spec_params
 
 
 def log_trial(client: MlflowClient, experiment_id: str, parent_id: str, sweep_name: str,
@@ -46,10 +35,9 @@ def log_trial(client: MlflowClient, experiment_id: str, parent_id: str, sweep_na
             "mad.commit": "test"}
     run = client.create_run(experiment_id, tags=tags)
     now = int(time.time() * 1000)
-    metrics = [Metric(key, float(np.clip(value, -INFINITY_STAND_IN, INFINITY_STAND_IN)),
-                      now, record["generation"])
-               for record in records for key, value in record.items() if key != "generation"]
-    params = [Param(key, value) for key, value in flat_params(spec).items()]
+    metrics = [metric for record in records
+               for metric in record_metrics(record, record["generation"], now)]
+    params = [Param(key, value) for key, value in spec_params(spec).items()]
     client.log_batch(run.info.run_id, metrics=metrics, params=params)
     if status != "RUNNING":
         client.set_terminated(run.info.run_id, status=status)
@@ -161,7 +149,6 @@ def test_bulk_loading_equals_one_call_per_history(small_store):
     run_ids = [r.info.run_id for r in client.search_runs(
         [client.get_experiment_by_name("small").experiment_id], "tags.`mad.role` = 'trial'")]
     keys = ["w2_sq_mean", "trace_median", "n_train"]
-    from analysis.history import fetch_histories, per_history
     bulk = fetch_histories(client, run_ids, keys, generations=12)
     single = per_history(client, run_ids, keys)
     order = ["run_id", "key", "step"]
