@@ -89,10 +89,10 @@ def sweep_command(args: argparse.Namespace) -> int:
         print(describe(sweep, resolve_tracking_uri(args.tracking_uri, sweep.tracking_uri)))
         return 0
 
-    from sweeps.environment import prepare_driver_environment
+    if args.address is None:
+        from sweeps.environment import bind_local_ray_to_loopback
 
-    prepare_driver_environment(local_ray=args.address is None)
-    # Imported after the environment is prepared: Ray reads part of it at import.
+        bind_local_ray_to_loopback()  # before ray is imported, which reads it
     from sweeps.ray_cluster import ClusterResourceError
     from sweeps.runner import ResumeError, run_sweep
 

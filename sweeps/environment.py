@@ -1,25 +1,37 @@
-"""Process environment a sweep driver sets before Ray is imported.
+"""Environment variables through which Ray and Tune take settings that have no API.
 
-Only defaults: a variable the user has set wins.
+Only defaults are set: a variable the user has set wins.
 """
 
 from __future__ import annotations
 
 import os
 
-# Tune prints our progress table (sweeps.progress) only with its classic output.
-# num_to_keep makes Tune snapshot the experiment state whenever a trial has written that
-# many checkpoints (so a resume never points at a deleted one); with checkpoints every
-# generation that is often, by design, and Tune would warn about it every time.
-QUIET_TUNE = {"RAY_AIR_NEW_OUTPUT": "0",
-              "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-# Ray uses the host's network address unless this is 0 when ray is first imported (its
-# switch for single-machine use); then every Ray process of a local instance binds
-# to 127.0.0.1.
+# Read by Tune when a sweep runs (run_sweep applies them):
+TUNE_SETTINGS = {
+    # Tune prints our progress table (sweeps.progress) only with its classic output.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # num_to_keep makes Tune snapshot its experiment state whenever a trial has written
+    # that many checkpoints; with frequent checkpoints that is often, by design, and Tune
+    # would warn about it each time.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Tune's per-trial result.json, progress.csv and TensorBoard files: MLflow holds the
+    # records, and writing them costs the driver time on every generation, which a
+    # trial waits for (Tune's function trainables report synchronously).
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+}
+# Read by ray when it is first imported: without it a local Ray binds to the host's
+# network address. Ray's switch for single-machine use; with it every process of a local
+# Ray binds to 127.0.0.1.
 LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def prepare_driver_environment(local_ray: bool) -> None:
-    """Set QUIET_TUNE (and LOOPBACK_RAY for a local Ray) where the user has not."""
-    for name, value in {**QUIET_TUNE, **(LOOPBACK_RAY if local_ray else {})}.items():
+def apply_tune_settings() -> None:
+    for name, value in TUNE_SETTINGS.items():
+        os.environ.setdefault(name, value)
+
+
+def bind_local_ray_to_loopback() -> None:
+    """Call before ray is imported, in a process that starts a local Ray."""
+    for name, value in LOOPBACK_RAY.items():
         os.environ.setdefault(name, value)

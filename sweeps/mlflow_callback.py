@@ -1,16 +1,20 @@
-"""Driver-side MLflow logging of trial results, each generation exactly once.
+"""Driver-side MLflow logging of trial results: every generation exactly once, in batches.
 
 Only the driver writes to MLflow: one writer for a sqlite store, no MLflow set-up in
 every trial process, and workers of a cluster need no access to the store.
 
-Exactly once: Tune calls ``on_trial_result`` before it registers the checkpoint that
-came with the result, so every generation at or below a trial's latest registered
-checkpoint has been logged; a trial restored from a checkpoint therefore re-reports only
-generations whose records may already be stored. Each child run's highest stored
-generation is read back from MLflow when its trial (re)starts and kept up to date here;
-a record at or below it is skipped (records are deterministic, so the stored one equals
-it bar the timing key ``seconds``). A generation's metrics go in one batch with
-``n_train`` last (see ``mlflow_runs.MARKER_KEY``), so "stored" means "stored whole".
+Exactly once. Records are buffered per trial and written in one batch when a result
+carries a checkpoint (``run_trial`` marks it), when the oldest buffered record is
+FLUSH_S old, and when the trial stops. Tune calls ``on_trial_result`` before it
+registers the checkpoint that came with the result, and ``on_checkpoint`` (which tags
+the child run with ``mad.checkpoint``, the resume point of ``mad sweep --resume``)
+before that too; so every generation up to any checkpoint a trial can be restored from
+is stored. A restored trial re-reports generations after its checkpoint, some of which
+may be stored or buffered already: a record at or below the highest generation seen for
+the trial is dropped (records are deterministic; only ``seconds`` would differ). That
+highest generation is read back from MLflow when a driver first opens a trial's child
+run, so it survives the driver. A generation's metrics sit in one batch with
+``n_train`` last (see ``mlflow_runs.MARKER_KEY``): "stored" means "stored whole".
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 from mlflow.entities import Param, Run
@@ -27,22 +31,29 @@ from ray import tune
 from mad_core.spec import resolve_spec
 from sweeps.mlflow_runs import (RUN_NAME_LENGTH, child_runs, last_logged_generation,
                                 record_metrics, spec_params)
+from sweeps.trial import CHECKPOINT_FLAG
 
+logger = logging.getLogger(__name__)
+
+# Longest a record waits in the buffer (seconds): how far the MLflow UI may lag a trial.
+FLUSH_S = 2.0
 
 def checkpoint_uri(checkpoint: tune.Checkpoint) -> str:
     """A local path, or scheme://path on remote storage (what tune.Checkpoint(uri) reads)."""
     scheme = checkpoint.filesystem.type_name
     return checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass
 class ChildRun:
+    """A trial's child run as this driver knows it."""
+
     run_id: str
-    last_logged: int  # highest generation stored whole
+    last_seen: int  # highest generation stored or buffered
+    pending: list[dict] = field(default_factory=list)  # buffered records, in order
+    pending_since: float = 0.0  # time.monotonic() of the oldest buffered record
     cuda_visible_devices: str | None = None
-    failures: int = 0  # failed attempts Tune retried from a checkpoint (this driver)
+    failures: int = 0  # failed attempts Tune retried from a checkpoint
 
 
 class MlflowTrialLogger(tune.Callback):
@@ -68,7 +79,7 @@ class MlflowTrialLogger(tune.Callback):
         self._children: dict[int, ChildRun] = {}
 
     def __getstate__(self) -> dict:
-        # Tune pickles the callback with the experiment; a restored one reads MLflow afresh.
+        # Tune pickles its callbacks with the experiment; only the settings travel.
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def __setstate__(self, state: dict) -> None:
@@ -82,7 +93,7 @@ class MlflowTrialLogger(tune.Callback):
         return self._client
 
     def _open(self, trial) -> ChildRun:
-        """Create the trial's child run, or reopen the one an earlier attempt made."""
+        """Create the trial's child run, or reopen the one an earlier invocation made."""
         config = trial.config["trial"]
         index = config["index"]
         if self._existing is None:
@@ -98,7 +109,7 @@ class MlflowTrialLogger(tune.Callback):
                     "mad.trial_id": trial.trial_id}
             run = self.client.create_run(self.experiment_id, tags=tags,
                                          run_name=f"t{index:04d} {label}"[:RUN_NAME_LENGTH])
-            child = ChildRun(run.info.run_id, last_logged=0)
+            child = ChildRun(run.info.run_id, last_seen=0)
         else:
             child = ChildRun(existing.info.run_id,
                              last_logged_generation(self.client, existing.info.run_id),
@@ -114,8 +125,22 @@ class MlflowTrialLogger(tune.Callback):
 
     def _child(self, trial) -> ChildRun:
         """The trial's child run; opened on the trial's first start under this driver
-        (a retry after a failure keeps it, with its count of stored generations)."""
+        (a retry after a failure keeps it, with its buffer and highest generation)."""
         return self._children.get(trial.config["trial"]["index"]) or self._open(trial)
+
+    def _flush(self, child: ChildRun) -> None:
+        if not child.pending:
+            return
+        timestamp_ms = int(time.time() * 1000)
+        metrics = [metric for record in child.pending
+                   for metric in record_metrics(record, record["generation"], timestamp_ms)]
+        self.client.log_batch(child.run_id, metrics=metrics)
+        child.pending = []
+
+    def flush_all(self) -> None:
+        """Write every buffered record (the sweep is ending or was interrupted)."""
+        for child in self._children.values():
+            self._flush(child)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._child(trial)
@@ -130,30 +155,41 @@ class MlflowTrialLogger(tune.Callback):
             self.client.set_tag(child.run_id, "mad.cuda_visible_devices", devices)
             child.cuda_visible_devices = devices
         generation = record["generation"]
-        if generation <= child.last_logged:
-            return  # re-run after a restore from an earlier checkpoint: already stored
-        if generation != child.last_logged + 1:
-            logger.warning("trial %s: generation %d follows %d in MLflow; the history has a gap",
-                           trial.trial_id, generation, child.last_logged)
-        self.client.log_batch(child.run_id, metrics=record_metrics(
-            record, step=generation, timestamp_ms=int(time.time() * 1000)))
-        child.last_logged = generation
+        if generation > child.last_seen:  # else: re-run after a restore, already seen
+            if generation != child.last_seen + 1:
+                logger.warning("trial %s: generation %d follows %d; the MLflow history "
+                               "has a gap", trial.trial_id, generation, child.last_seen)
+            if not child.pending:
+                child.pending_since = time.monotonic()
+            child.pending.append(record)
+            child.last_seen = generation
+        if result.get(CHECKPOINT_FLAG) or time.monotonic() - child.pending_since >= FLUSH_S:
+            self._flush(child)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        # Called before Tune registers the checkpoint (and deletes older ones beyond
-        # num_to_keep), so the tag always names a checkpoint that exists.
-        self.client.set_tag(self._child(trial).run_id, "mad.checkpoint", checkpoint_uri(checkpoint))
+        # Before Tune registers the checkpoint (and deletes older ones beyond
+        # num_to_keep): the tag always names a checkpoint that exists, and every
+        # generation up to it is stored (flushed by on_trial_result).
+        child = self._child(trial)
+        self._flush(child)
+        self.client.set_tag(child.run_id, "mad.checkpoint", checkpoint_uri(checkpoint))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         child = self._child(trial)
+        self._flush(child)
         child.failures += 1
         self.client.set_tag(child.run_id, "mad.failures", str(child.failures))
 
     def _close(self, trial, status: str) -> None:
-        self.client.set_terminated(self._child(trial).run_id, status=status)
+        child = self._child(trial)
+        self._flush(child)
+        self.client.set_terminated(child.run_id, status=status)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._close(trial, "FAILED")
+
+    def on_experiment_end(self, trials, **info):
+        self.flush_all()

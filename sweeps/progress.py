@@ -1,7 +1,9 @@
-"""The progress table a sweep prints: one row per trial with its grid coordinates, the
-latest generation and a key metric, refreshed every few seconds."""
+"""What a sweep prints: a table of trials with their grid coordinates, latest generation
+and a key metric, refreshed every few seconds; and no misleading Tune log lines."""
 
 from __future__ import annotations
+
+import logging
 
 from ray import tune
 
@@ -21,3 +23,21 @@ def progress_reporter(sweep: Sweep) -> tune.CLIReporter:
     return tune.CLIReporter(metric_columns=metrics, parameter_columns=parameters,
                             max_report_frequency=REFRESH_S, max_progress_rows=ROWS,
                             max_column_length=24)
+
+
+class _WithoutRestoreHint(logging.Filter):
+    """Drops Tune's "resume with Tuner.restore(...)": a sweep resumes with
+    `mad sweep FILE --resume`, which the command prints instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore" not in record.getMessage()
+
+
+def quiet_tune_logging() -> None:
+    """Hide Tune log lines that would mislead a sweep's user (idempotent)."""
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _WithoutRestoreHint) for f in tune_logger.filters):
+        tune_logger.addFilter(_WithoutRestoreHint())
+    # Warns about trials without results when an interrupted Tune builds its result
+    # grid; sweeps read results from MLflow, never from that grid.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)

@@ -25,11 +25,12 @@ import ray
 from mlflow import MlflowClient
 from ray import tune
 
+from sweeps.environment import apply_tune_settings
 from sweeps.grid import GridPoint
 from sweeps.mlflow_callback import MlflowTrialLogger
 from sweeps.mlflow_runs import (child_runs, latest_parent_run, open_experiment, provenance_tags,
                                 start_parent_run)
-from sweeps.progress import progress_reporter
+from sweeps.progress import progress_reporter, quiet_tune_logging
 from sweeps.ray_cluster import TrialResources, connect, plan_resources
 from sweeps.sweep_file import Sweep
 from sweeps.tracking_store import check_tracking_store, resolve_tracking_uri
@@ -181,9 +182,12 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
         run_tags = {"mad.sweep": sweep.name, **provenance_tags(),
                     "mad.resources": json.dumps(resources.as_tune())}
         logger = MlflowTrialLogger(uri, experiment_id, parent_run_id, run_tags)
+        quiet_tune_logging()
+        apply_tune_settings()
         try:
             _tuner(sweep, pending, logger, resources, tune_path, max_concurrent).fit()
         finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
+            logger.flush_all()
             outcome = _close_invocation(client, sweep, experiment_id, parent_run_id, tune_path)
         return outcome
     finally:

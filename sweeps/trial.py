@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mad_core.loop import SelfConsumingLoop
 from mad_core.spec import resolve_spec
 
 STATE_FILE = "loop_state.pkl"
+CHECKPOINT_FLAG = "checkpointed"  # set in a result that carries a checkpoint
 
 
 class SpecDriftError(RuntimeError):
@@ -51,8 +53,8 @@ def _restored_state(resume_from: str | None) -> dict | None:
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. config["trial"] is a ``trial_config`` dict.
 
-    Reports {"record": mad_core record, "cuda_visible_devices": str (only with GPUs)}
-    once per generation.
+    Reports {"record": mad_core record, "cuda_visible_devices": str (only with GPUs),
+    CHECKPOINT_FLAG: True (only with a checkpoint)} once per generation.
     """
     trial = config["trial"]
     spec = resolve_spec(trial["spec"])
@@ -65,12 +67,29 @@ def run_trial(config: dict[str, Any]) -> None:
     if ray.get_gpu_ids():
         device["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     every = trial["checkpoint_every"]
-    for record in loop:
-        metrics = {"record": record, **device}
-        if loop.done or record["generation"] % every == 0:
+
+    def next_generation() -> tuple[dict, bytes | None] | None:
+        """(record, pickled loop state when this generation is checkpointed), or None."""
+        if loop.done:
+            return None
+        record = loop.step()
+        checkpointed = loop.done or record["generation"] % every == 0
+        return record, pickle.dumps(loop.state_dict()) if checkpointed else None
+
+    # tune.report blocks until the driver has taken the result (Tune's function
+    # trainables report synchronously); computing the next generation meanwhile keeps
+    # that wait off the trial's time. The loop is only touched by the one worker thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation") as ahead:
+        upcoming = ahead.submit(next_generation)
+        while (generation := upcoming.result()) is not None:
+            upcoming = ahead.submit(next_generation)
+            record, state = generation
+            metrics = {"record": record, **device}
+            if state is None:
+                tune.report(metrics)
+                continue
             with tempfile.TemporaryDirectory() as folder:
-                Path(folder, STATE_FILE).write_bytes(pickle.dumps(loop.state_dict()))
+                Path(folder, STATE_FILE).write_bytes(state)
                 # report copies the folder to the run's storage before it returns.
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        else:
-            tune.report(metrics)
+                tune.report({**metrics, CHECKPOINT_FLAG: True},
+                            checkpoint=tune.Checkpoint.from_directory(folder))

@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from mad_core.loop import TIMING_KEYS, SelfConsumingLoop
-from sweeps.environment import prepare_driver_environment
+from sweeps.environment import bind_local_ray_to_loopback
 
 # Ray's session folders hold unix sockets, whose paths must stay short.
 RAY_TMPDIR = tempfile.mkdtemp(prefix="ray", dir="/tmp")
 os.environ.update({"RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true",
                    "RAY_TMPDIR": RAY_TMPDIR})
-prepare_driver_environment(local_ray=True)
+bind_local_ray_to_loopback()
 
 
 @pytest.fixture(scope="session", autouse=True)

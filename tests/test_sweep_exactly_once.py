@@ -1,12 +1,12 @@
 """Exactly-once MLflow histories for every moment a trial or the driver can fail.
 
 Tune's contract with the logger: results reach ``on_trial_result`` in order, and a
-checkpoint is registered only after the result it came with was processed. So a trial
-that failed after its result f was processed restarts from a checkpoint r <= f, where r
-is any checkpoint generation (or 0) -- r < the latest one when the driver died before
-Tune's experiment snapshot caught up. These tests replay every (f, r) through the real
-logger into a real sqlite store, with a fresh logger (as a restarted driver unpickles it)
-or the same one (a retry under the same driver), and check the stored histories.
+checkpoint is registered (and tagged as the resume point) only after the result it came
+with was processed. So a trial that failed after its result f was processed restarts
+from a checkpoint r <= f, where r is a checkpoint generation or 0. These tests replay
+every (f, r) through the real logger into a real sqlite store, with the same logger (a
+retry under the same driver) or a fresh one that lost its buffer (a killed driver,
+then --resume), and check the stored histories.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mad_core.loop import SelfConsumingLoop
 from sweeps.mlflow_callback import MlflowTrialLogger
 from sweeps.mlflow_runs import open_experiment, start_parent_run
 from sweeps.sweep_file import load_sweep
-from sweeps.trial import trial_config
+from sweeps.trial import CHECKPOINT_FLAG, trial_config
 
 GENERATIONS = 5
 SWEEP = {"name": "replay", "generations": GENERATIONS,
@@ -29,10 +29,21 @@ SWEEP = {"name": "replay", "generations": GENERATIONS,
                    "chains": 3, "data": {"source": "gaussian", "dim": 2}}}
 
 
+def checkpointed(generation: int, checkpoint_every: int) -> bool:
+    return generation % checkpoint_every == 0 or generation == GENERATIONS
+
+
+def result(record: dict, checkpoint_every: int) -> dict:
+    """What run_trial reports for a record."""
+    if checkpointed(record["generation"], checkpoint_every):
+        return {"record": record, CHECKPOINT_FLAG: True}
+    return {"record": record}
+
+
 def scenarios(checkpoint_every: int):
     """(failed after result f, restored from checkpoint r) pairs."""
     checkpoints = [0] + [g for g in range(1, GENERATIONS + 1)
-                         if g % checkpoint_every == 0 or g == GENERATIONS]
+                         if checkpointed(g, checkpoint_every)]
     return [(f, r) for f in range(1, GENERATIONS + 1) for r in checkpoints if r <= f]
 
 
@@ -54,7 +65,7 @@ def test_history_holds_every_generation_once(write_sweep, tracking_uri, check_st
         logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
         for record in records[:failed_after]:
             logger.on_trial_result(iteration=0, trials=[trial], trial=trial,
-                                   result={"record": record})
+                                   result=result(record, checkpoint_every))
         if driver_restarted:
             logger = pickle.loads(pickle.dumps(logger))
         else:
@@ -62,7 +73,7 @@ def test_history_holds_every_generation_once(write_sweep, tracking_uri, check_st
         logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
         for record in records[restored_from:]:
             logger.on_trial_result(iteration=0, trials=[trial], trial=trial,
-                                   result={"record": record})
+                                   result=result(record, checkpoint_every))
         logger.on_trial_complete(iteration=0, trials=[trial], trial=trial)
 
     children = check_store(tracking_uri, sweep, parent_run_id)
