@@ -1,0 +1,1 @@
+"""Feature networks for image metrics: a cached LeNet-5 and clean-fid's Inception."""

@@ -1,0 +1,1 @@
+"""Real image datasets, the torchvision import workaround and sample grids."""
