@@ -107,9 +107,11 @@ def open_experiment(client: MlflowClient, sweep: Sweep) -> str:
 
 
 def start_parent_run(client: MlflowClient, experiment_id: str, sweep: Sweep,
-                     tune_path: str) -> str:
-    """A new parent run for one invocation, with sweep.yaml and grid.csv; its run id."""
-    tags = {"mad.role": "sweep", "mad.sweep": sweep.name, **provenance_tags(),
+                     tune_path: str, provenance: dict[str, str]) -> str:
+    """A new parent run for one invocation, with sweep.yaml and grid.csv; its run id.
+
+    provenance: provenance_tags()."""
+    tags = {"mad.role": "sweep", "mad.sweep": sweep.name, **provenance,
             "mad.grid_hash": sweep.grid_hash, "mad.trials": str(len(sweep.trials)),
             "mad.tune_path": tune_path}
     if sweep.description:

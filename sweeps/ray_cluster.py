@@ -44,6 +44,10 @@ class TrialResources:
         return {"cpu": self.cpu, "gpu": self.gpu}
 
 
+def alive_nodes() -> int:
+    return sum(1 for node in ray.nodes() if node["Alive"])
+
+
 def _node_summary(resources: dict) -> str:
     return f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU"
 

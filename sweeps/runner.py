@@ -31,7 +31,7 @@ from sweeps.mlflow_callback import MlflowTrialLogger
 from sweeps.mlflow_runs import (child_runs, latest_parent_run, open_experiment, provenance_tags,
                                 start_parent_run)
 from sweeps.progress import progress_reporter, quiet_tune_logging
-from sweeps.ray_cluster import TrialResources, connect, plan_resources
+from sweeps.ray_cluster import TrialResources, alive_nodes, connect, plan_resources
 from sweeps.sweep_file import Sweep
 from sweeps.tracking_store import check_tracking_store, resolve_tracking_uri
 from sweeps.trial import run_trial, trial_config
@@ -113,6 +113,23 @@ def _unfinished(client: MlflowClient, sweep: Sweep, parent) -> list[PendingTrial
     return pending
 
 
+def _open_invocation(client: MlflowClient, sweep: Sweep, parent, storage: str | None,
+                     provenance: dict[str, str]) -> tuple[str, str, str]:
+    """(experiment id, parent run id, Tune path): a new parent run, or the resumed one
+    pointed at a new Tune experiment (by default next to its previous one)."""
+    if parent is None:
+        tune_path = new_tune_path(storage or str(DEFAULT_STORAGE.absolute()), sweep)
+        experiment_id = open_experiment(client, sweep)
+        return (experiment_id,
+                start_parent_run(client, experiment_id, sweep, tune_path, provenance),
+                tune_path)
+    previous_root = parent.data.tags["mad.tune_path"].rsplit("/", 2)[0]
+    tune_path = new_tune_path(storage or previous_root, sweep)
+    client.set_tag(parent.info.run_id, "mad.tune_path", tune_path)
+    client.update_run(parent.info.run_id, status="RUNNING")
+    return parent.info.experiment_id, parent.info.run_id, tune_path
+
+
 def _tuner(sweep: Sweep, pending: list[PendingTrial], logger: MlflowTrialLogger,
            resources: TrialResources, tune_path: str, max_concurrent: int | None) -> tune.Tuner:
     storage, name = tune_path.rsplit("/", 1)
@@ -166,20 +183,18 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
         resources = plan_resources(sweep.resources)
         if resources.note:
             say(resources.note)
-        if parent is None:
-            tune_path = new_tune_path(storage or str(DEFAULT_STORAGE.absolute()), sweep)
-            experiment_id = open_experiment(client, sweep)
-            parent_run_id = start_parent_run(client, experiment_id, sweep, tune_path)
-        else:
-            previous_root = parent.data.tags["mad.tune_path"].rsplit("/", 2)[0]
-            tune_path = new_tune_path(storage or previous_root, sweep)
-            experiment_id, parent_run_id = parent.info.experiment_id, parent.info.run_id
-            client.set_tag(parent_run_id, "mad.tune_path", tune_path)
-            client.update_run(parent_run_id, status="RUNNING")
+        provenance = provenance_tags()
+        experiment_id, parent_run_id, tune_path = _open_invocation(client, sweep, parent,
+                                                                   storage, provenance)
+        nodes = alive_nodes()
+        if nodes > 1 and "://" not in tune_path:
+            say(f"note: {nodes} nodes and a local --storage: a trial retried on "
+                f"another node finds its checkpoints only if {tune_path} is on a shared "
+                f"filesystem; otherwise pass --storage s3://BUCKET/PREFIX")
         say(f"sweep {sweep.name}: {len(pending)} of {len(sweep.trials)} trials to run, "
             f"{resources.cpu:g} CPU + {resources.gpu:g} GPU each; MLflow {uri} run "
             f"{parent_run_id}; Tune state {tune_path}")
-        run_tags = {"mad.sweep": sweep.name, **provenance_tags(),
+        run_tags = {"mad.sweep": sweep.name, **provenance,
                     "mad.resources": json.dumps(resources.as_tune())}
         logger = MlflowTrialLogger(uri, experiment_id, parent_run_id, run_tags)
         quiet_tune_logging()

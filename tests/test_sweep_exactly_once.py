@@ -19,7 +19,7 @@ from ray.tune.experiment import Trial
 
 from mad_core.loop import SelfConsumingLoop
 from sweeps.mlflow_callback import MlflowTrialLogger
-from sweeps.mlflow_runs import open_experiment, start_parent_run
+from sweeps.mlflow_runs import open_experiment, provenance_tags, start_parent_run
 from sweeps.sweep_file import load_sweep
 from sweeps.trial import CHECKPOINT_FLAG, trial_config
 
@@ -55,7 +55,8 @@ def test_history_holds_every_generation_once(write_sweep, tracking_uri, check_st
     sweep = load_sweep(str(write_sweep({**SWEEP, "grid": {"seed": list(range(len(cases)))}})))
     client = MlflowClient(tracking_uri)
     experiment_id = open_experiment(client, sweep)
-    parent_run_id = start_parent_run(client, experiment_id, sweep, tune_path="unused")
+    parent_run_id = start_parent_run(client, experiment_id, sweep, tune_path="unused",
+                                     provenance=provenance_tags())
     logger = MlflowTrialLogger(tracking_uri, experiment_id, parent_run_id, {"mad.sweep": "replay"})
 
     for point, (failed_after, restored_from) in zip(sweep.trials, cases):
