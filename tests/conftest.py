@@ -53,6 +53,15 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
 
 
 @pytest.fixture
+def slow_trial() -> dict:
+    """A Gaussian trial spec of about 50 ms per generation (exact simulation, d = 60,
+    100 chains): slow enough to act on a trial mid-way, without sleeping in the trial."""
+    return {"model": "gaussian", "loop": "fresh_data", "n_init": 200, "n_real": 100,
+            "n_syn": 100, "chains": 100, "data": {"source": "gaussian", "dim": 60},
+            "simulation": "exact"}
+
+
+@pytest.fixture
 def write_sweep(tmp_path):
     """write_sweep(mapping, name="sweep.yaml") -> path of the YAML file in tmp_path."""
 

@@ -15,12 +15,9 @@ from sweeps.mlflow_runs import child_runs, last_logged_generation
 from sweeps.runner import run_sweep
 from sweeps.sweep_file import load_sweep
 
-# 60 generations of about 50 ms: long enough to lose a node in the middle.
+# With slow_trial: 60 generations of about 50 ms, long enough to lose a node in the middle.
 SWEEP = {
     "name": "node_loss",
-    "trial": {"model": "gaussian", "loop": "fresh_data", "n_init": 200, "n_real": 100,
-              "n_syn": 100, "chains": 100, "data": {"source": "gaussian", "dim": 60},
-              "simulation": "exact"},
     "generations": 60,
     "grid": {"seed": [0, 1]},
     "checkpoint_every": 3,
@@ -51,9 +48,9 @@ def wait_until(condition, timeout_s: float, what: str) -> None:
 
 @pytest.mark.slow  # about 40 s: a three-node cluster and a retried trial
 def test_trial_on_a_lost_node_resumes_and_logs_each_generation_once(
-        two_worker_cluster, write_sweep, tracking_uri, check_store):
+        two_worker_cluster, write_sweep, tracking_uri, check_store, slow_trial):
     cluster, workers = two_worker_cluster
-    sweep = load_sweep(str(write_sweep(SWEEP)))
+    sweep = load_sweep(str(write_sweep({**SWEEP, "trial": slow_trial})))
     outcome = {}
     # The driver runs in a thread: nodes may only be removed from the main thread.
     driver = threading.Thread(target=lambda: outcome.update(

@@ -10,12 +10,10 @@ import ray
 from sweeps.runner import run_sweep
 from sweeps.sweep_file import load_sweep
 
-# About 40 generations of 25 ms: each trial outlasts the start of the others.
+# With slow_trial: 40 generations of about 50 ms, so each trial outlasts the start of
+# the others.
 SWEEP = {
     "name": "gpu_share",
-    "trial": {"model": "gaussian", "loop": "fresh_data", "n_init": 200, "n_real": 100,
-              "n_syn": 100, "chains": 100, "data": {"source": "gaussian", "dim": 50},
-              "simulation": "exact"},
     "generations": 40,
     "grid": {"seed": {"range": [0, 4]}},
     "resources": {"cpu": 0.5, "gpu": 0.25},
@@ -33,8 +31,8 @@ def ray_with_one_gpu():
 
 @pytest.mark.slow  # about 30 s: four trial actors start at once on two cores
 def test_four_quarter_gpu_trials_run_together(ray_with_one_gpu, write_sweep, tracking_uri,
-                                              check_store):
-    sweep = load_sweep(str(write_sweep(SWEEP)))
+                                              check_store, slow_trial):
+    sweep = load_sweep(str(write_sweep({**SWEEP, "trial": slow_trial})))
     outcome = run_sweep(sweep, tracking_uri=tracking_uri)
     assert outcome.status == "FINISHED"
     children = check_store(tracking_uri, sweep, outcome.parent_run_id).values()

@@ -16,12 +16,9 @@ import mad_cli
 from sweeps.mlflow_runs import child_runs, last_logged_generation, latest_parent_run
 from sweeps.sweep_file import load_sweep
 
-# Four trials, two at a time, about 3 s each (60 generations of about 50 ms).
+# With slow_trial: four trials, two at a time, about 3 s each (60 generations of 50 ms).
 SWEEP = {
     "name": "resumable",
-    "trial": {"model": "gaussian", "loop": "fresh_data", "n_init": 200, "n_real": 100,
-              "n_syn": 100, "chains": 100, "data": {"source": "gaussian", "dim": 60},
-              "simulation": "exact"},
     "generations": 60,
     "grid": {"seed": {"range": [0, 4]}},
     "checkpoint_every": 4,
@@ -37,8 +34,8 @@ def sweep_children(client: MlflowClient) -> dict:
 
 @pytest.mark.slow  # about 30 s: a driver process started, killed and resumed
 def test_resume_after_the_driver_was_killed(local_ray, write_sweep, tracking_uri, tmp_path,
-                                            check_store, capsys):
-    path = write_sweep(SWEEP)
+                                            check_store, capsys, slow_trial):
+    path = write_sweep({**SWEEP, "trial": slow_trial})
     driver = subprocess.Popen(
         [sys.executable, "-m", "mad_cli", "sweep", str(path), "--tracking-uri", tracking_uri,
          "--address", local_ray.address_info["gcs_address"]],
