@@ -77,11 +77,15 @@ def analyze_command(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"  {note}")
     tables = [p for p in report.written if p.suffix == ".csv"]
-    figures = [p for p in report.written if p.suffix == ".png"]
+    figures = [p for p in report.written if p.suffix == ".png" and p.parent == out_dir]
+    per_generation = [p for p in report.written if p.parent == out_dir / "generations"]
     print(f"tables: {', '.join(p.name for p in tables)}")
-    print(f"figures ({len(figures)}):")
+    print("figures:")
     for path in figures:
         print(f"  {path}")
+    if per_generation:
+        print(f"  {out_dir / 'generations'}/ ({len(per_generation)} figures of metrics vs "
+              f"generation)")
     if args.no_artifacts or not sweep.parent_run_ids:
         print("not logged to MLflow" + ("" if args.no_artifacts else
                                         " (the sweep has no parent run)"))

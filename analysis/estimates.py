@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from analysis.asymptote import Asymptote, estimate_asymptote
@@ -58,7 +57,7 @@ def default_distance(sweep: Sweep) -> str:
         if f"{metric}_mean" in sweep.metrics:
             return metric
     raise AnalysisError(f"sweep {sweep.name!r} records none of the distances "
-                     f"{', '.join(DISTANCE_METRICS)}")
+                        f"{', '.join(DISTANCE_METRICS)}")
 
 
 def summary_metrics(sweep: Sweep) -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pandas as pd
 import requests
 from mlflow import MlflowClient
@@ -30,7 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from analysis.cache import RecordsCache, sweep_fingerprint
 from analysis.history import fetch_histories
-from analysis.params import FIELD_KINDS, parse_parameter
+from analysis.params import FIELD_KINDS, ParameterError, parse_parameter
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -180,7 +181,10 @@ def _trial_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str], list[str]]:
         axes.update(dict.fromkeys(json.loads(tags.get("mad.coordinates") or "{}")))
         for name in parameter_names:
             text = run.data.params.get(name)
-            columns[name].append(None if text is None else parse_parameter(name, text))
+            try:
+                columns[name].append(None if text is None else parse_parameter(name, text))
+            except ParameterError as error:
+                raise SweepLoadError(f"trial run {run.info.run_id}: {error}") from None
     table = pd.DataFrame({name: (_typed_column(name, values) if name in parameter_names
                                  else values) for name, values in columns.items()})
     return table, parameter_names, list(axes)
@@ -192,7 +196,7 @@ def _wide_metrics(histories: pd.DataFrame) -> pd.DataFrame:
     latest = (histories.sort_values("timestamp")
               .drop_duplicates(["run_id", "key", "step"], keep="last"))
     values = latest["value"].where(latest["value"].abs() < SQL_INFINITY,
-                                   latest["value"] * math.inf)
+                                   np.copysign(math.inf, latest["value"]))
     wide = (latest.assign(value=values)
             .pivot(index=["run_id", "step"], columns="key", values="value")
             .rename_axis(columns=None).reset_index().rename(columns={"step": "generation"}))
@@ -203,8 +207,11 @@ def fetch_sweep(client: MlflowClient, experiment, parent_run_id: str | None,
                 trial_runs: list[Run], parent_runs: list[Run], tracking_uri: str) -> Sweep:
     """Read parameters and every metric history of the trial runs (no cache)."""
     trials, parameter_names, axes = _trial_table(trial_runs)
+    if "generations" not in trials or trials["generations"].isna().any():
+        raise SweepLoadError(f"trial runs of {experiment.name!r} lack the parameter "
+                             f"'generations' of their spec; were they logged by `mad sweep`?")
     metric_names = sorted({key for run in trial_runs for key in run.data.metrics})
-    generations = int(trials["generations"].max()) if "generations" in trials else 1
+    generations = int(trials["generations"].max())
     histories = fetch_histories(client, list(trials["run_id"]), metric_names, generations)
     clashing = {m: m + CLASHING_METRIC_SUFFIX for m in metric_names if m in trials.columns}
     metric_names = [clashing.get(m, m) for m in metric_names]

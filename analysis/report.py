@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from analysis.effective_size import MonotoneCurve
 from analysis.estimates import (DISTANCE_METRICS, AnalysisError, as_text, asymptote_table,
                                 default_distance, effective_size_row, group_ids,
-                                varying_parameters)
+                                summary_metrics, varying_parameters)
 from analysis.figures.generations import panel_metrics, plot_generations
 from analysis.figures.intervals import plot_intervals
 from analysis.figures.labels import describe, facets, metric_label, slug
@@ -138,10 +137,10 @@ def effective_size_table(sweep: Sweep, asymptotes: pd.DataFrame, metric: str,
     trials["group"] = group_ids(sweep).loc[trials["run_id"]].to_numpy()
     configurations = trials.drop_duplicates("group").set_index("group")
     reference_keys = [k for k in reference_key_columns(sweep.parameters) if k in trials]
-    groups = asymptotes[(asymptotes["scope"] == "group") & (asymptotes["metric"] == metric)]
-    varying = varying_parameters(sweep)
-    shown = [*dict.fromkeys([*varying, *(p for p in ("lam", "n_real", "n_syn")
-                                            if p in configurations)])]
+    limits = asymptotes[(asymptotes["scope"] == "group")
+                        & (asymptotes["metric"] == metric)].set_index("group")
+    shown = [p for p in dict.fromkeys([*varying_parameters(sweep), "lam", "n_real", "n_syn"])
+             if p in configurations]
     rows, curve_frames = [], []
     for reference, members in configurations.groupby(reference_keys, dropna=False):
         values = dict(zip(reference_keys, reference if isinstance(reference, tuple)
@@ -163,7 +162,7 @@ def effective_size_table(sweep: Sweep, asymptotes: pd.DataFrame, metric: str,
             raise AnalysisError(f"reference curve for {describe(values)} ({curve.source}): "
                                 f"{error}") from None
         for group in members.index:
-            asymptote = groups[groups["group"] == group].iloc[0]
+            asymptote = limits.loc[group]
             configuration = configurations.loc[group]
             rows.append({"group": group, **configuration[shown].to_dict(), "metric": metric,
                          "asymptote": asymptote["value"], "asymptote_low": asymptote["low"],
@@ -173,17 +172,19 @@ def effective_size_table(sweep: Sweep, asymptotes: pd.DataFrame, metric: str,
                          "reference": curve.source})
     if curve_frames:
         report.save_table(pd.concat(curve_frames, ignore_index=True), "reference_curve.csv")
-    return pd.DataFrame(rows) if rows else None
+    return pd.DataFrame(rows).sort_values(shown, ignore_index=True) if rows else None
 
 
-def write_generation_figures(sweep: Sweep, varying: list[str], caption: str,
-                             report: Report) -> None:
+def write_generation_figures(sweep: Sweep, asymptotes: pd.DataFrame, varying: list[str],
+                             caption: str, report: Report) -> None:
     metrics = panel_metrics(sweep.metrics)
     line_keys = [p for p in varying if p in GENERATION_LINE_PARAMETERS]
     facet_keys = [p for p in varying if p not in GENERATION_LINE_PARAMETERS]
-    for values, rows in facets(sweep.records, facet_keys):
+    records = sweep.records.assign(group=group_ids(sweep).loc[sweep.records["run_id"]].to_numpy())
+    limits = asymptotes[asymptotes["scope"] == "group"].set_index(["group", "metric"])
+    for values, rows in facets(records, facet_keys):
         title = " · ".join(part for part in (caption, describe(values)) if part)
-        report.save_figure(plot_generations(rows, line_keys, metrics, title),
+        report.save_figure(plot_generations(rows, line_keys, metrics, title, limits),
                            f"generations/generations_{slug(values)}.png")
 
 
@@ -252,8 +253,7 @@ def analyze(sweep: Sweep, out_dir: Path, *, metric: str | None = None,
                             f"{', '.join(DISTANCE_METRICS)}")
     if f"{metric}_mean" not in sweep.metrics:
         raise AnalysisError(f"sweep {sweep.name!r} has no metric {metric}_mean; it has "
-                         + ", ".join(m.removesuffix("_mean") for m in sweep.metrics
-                                     if m.endswith("_mean")))
+                            + ", ".join(summary_metrics(sweep)))
     varying = varying_parameters(sweep)
     caption = sweep_caption(sweep.trials, varying)
     report.save_table(sweep.trials, "trials.csv")
@@ -274,7 +274,7 @@ def analyze(sweep: Sweep, out_dir: Path, *, metric: str | None = None,
         report.save_table(effective, "effective_size.csv")
 
     progress("figures")
-    write_generation_figures(sweep, varying, caption, report)
+    write_generation_figures(sweep, asymptotes, varying, caption, report)
     if effective is not None:
         write_effective_size_figures(effective, varying, metric, caption, report)
     write_initial_model_figures(asymptotes, varying, metric, caption, report)

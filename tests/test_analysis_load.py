@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from mlflow import MlflowClient
 from mlflow.entities import Param
 
@@ -188,3 +194,39 @@ def test_an_experiment_without_trials_is_a_clear_error(small_store):
     MlflowClient(uri).create_experiment("empty")
     with pytest.raises(SweepLoadError, match="has no trial runs"):
         load_sweep("empty", uri)
+
+
+@pytest.fixture
+def tracking_server(small_store):
+    """An MLflow tracking server on 127.0.0.1 over the small store (its own process group,
+    stopped after the test)."""
+    uri, _, root = small_store
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+         "--default-artifact-root", (root / "artifacts").as_uri(), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(address + "/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        yield address
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_a_tracking_server_gives_the_same_table_in_bulk(small_store, tracking_server):
+    uri, _, _ = small_store
+    direct = load_sweep("small", uri).records
+    served = load_sweep("small", tracking_server).records
+    pd.testing.assert_frame_equal(direct, served)

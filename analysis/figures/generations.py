@@ -15,6 +15,8 @@ from analysis.gaussian_theory import THEORY_LOOPS, expected_trace_and_mean_error
 PANEL_METRICS = ("w2_sq", "mean_err_sq", "trace", "w2_sq_emp", "precision", "recall", "fid")
 THEORY_METRICS = {"trace": 0, "mean_err_sq": 1}  # index into the closed form's outputs
 MAX_LEGEND_LINES = 12
+THEORY_LABEL = "closed-form E[·]"
+LIMIT_LABEL = "estimated limit (after burn-in)"
 
 
 def panel_metrics(metrics) -> list[str]:
@@ -38,14 +40,17 @@ def closed_form(parameters: pd.Series, generations: int) -> tuple | None:
 
 
 def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[str],
-                     title: str) -> plt.Figure:
+                     title: str, limits: pd.DataFrame | None = None) -> plt.Figure:
     """Metric vs generation.
 
     Args:
-        records: the tidy records of the trials to draw (one figure's worth).
+        records: the tidy records of the trials to draw (one figure's worth), with a
+            ``group`` column (the replicate group of each trial).
         line_keys: parameters whose combinations are the lines; trials within a line are
             seeds (band: their range) or a single trial (band: 5-95 % of its chains).
         metrics: panel metrics (names without the ``_mean`` suffix).
+        limits: group asymptotes indexed by (group, metric) with value, burn_in and
+            converged: a converged limit is drawn dotted from the end of its burn-in.
     """
     figure, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.9),
                                 squeeze=False, layout="constrained")
@@ -53,7 +58,7 @@ def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[
     colors = plt.colormaps["viridis" if len(lines) > 10 else "tab10"](
         np.linspace(0, 0.9, len(lines)) if len(lines) > 10 else np.arange(len(lines)))
     band_notes = set()
-    theory_drawn = False
+    theory_drawn = limit_drawn = False
     for (values, rows), color in zip(lines, colors):
         values = values if isinstance(values, tuple) else (values,)
         label = describe(dict(zip(line_keys, values))) or "all trials"
@@ -64,6 +69,13 @@ def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[
             per_generation = rows.groupby("generation")[f"{metric}_mean"]
             mean = per_generation.mean()
             axis.plot(mean.index, mean.to_numpy(), color=color, lw=1.6, label=label)
+            limit = (None if limits is None or rows["group"].nunique() != 1
+                     else limits.loc[(rows["group"].iloc[0], metric)])
+            if limit is not None and limit["converged"]:
+                axis.hlines(limit["value"], limit["burn_in"] + 1, mean.index.max(), color="black",
+                            lw=1, ls=":", zorder=3,
+                            label=LIMIT_LABEL if not limit_drawn else None)
+                limit_drawn = True
             if seeds > 1:
                 low, high = per_generation.min(), per_generation.max()
                 band_notes.add(f"band: range over {seeds} seeds")
@@ -77,7 +89,7 @@ def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[
             if theory is not None and metric in THEORY_METRICS:
                 expected = theory[THEORY_METRICS[metric]]
                 axis.plot(np.arange(1, len(expected) + 1), expected, color="black", lw=1,
-                          ls="--", label="closed-form E[·]" if not theory_drawn else None)
+                          ls="--", label=THEORY_LABEL if not theory_drawn else None)
                 theory_drawn = True
     for axis, metric in zip(axes[0], metrics):
         axis.set_xlabel("generation t")
@@ -87,15 +99,15 @@ def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[
             log_scale_plain_ticks(axis)
         axis.grid(alpha=0.3, which="both", lw=0.5)
     axes[0][0].set_ylabel("mean over chains")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for axis in axes[0][1:]:
-        extra_handles, extra_labels = axis.get_legend_handles_labels()
-        for handle, label in zip(extra_handles, extra_labels):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
-    if len(labels) <= MAX_LEGEND_LINES + 1:
-        figure.legend(handles, labels, loc="outside right upper", fontsize=9, frameon=False)
+    entries: dict[str, object] = {}
+    for axis in axes[0]:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    # The configurations first, then the reference lines drawn over them.
+    order = sorted(entries, key=lambda label: label in (THEORY_LABEL, LIMIT_LABEL))
+    if len(order) <= MAX_LEGEND_LINES + 2:
+        figure.legend([entries[label] for label in order], order, loc="outside right upper",
+                      fontsize=9, frameon=False)
     notes = "; ".join(sorted(band_notes))
     figure.suptitle(f"{title}\nline: mean over chains" + (f"; {notes}" if notes else ""),
                     fontsize=11)

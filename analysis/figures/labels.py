@@ -58,10 +58,15 @@ def facets(table: pd.DataFrame, keys: list[str]) -> Iterator[tuple[dict, pd.Data
         yield dict(zip(keys, values if isinstance(values, tuple) else (values,))), rows
 
 
-def log_scale_plain_ticks(axis, which: str = "y") -> None:
-    """A log scale ticked at 1, 2, 5 x 10^k and labelled as plain numbers (0.2, 50)."""
-    (axis.set_yscale if which == "y" else axis.set_xscale)("log")
-    target = axis.yaxis if which == "y" else axis.xaxis
-    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    target.set_minor_formatter(NullFormatter())
+PLAIN_TICK_DECADES = 4  # up to this span, ticks at 1, 2, 5 x 10^k read as 0.2, 50
+
+
+def log_scale_plain_ticks(axis) -> None:
+    """A log y scale; over a few decades ticked at 1, 2, 5 x 10^k and labelled as plain
+    numbers (0.2, 50), over more (a collapsing variance) at powers of ten."""
+    axis.set_yscale("log")
+    low, high = axis.dataLim.intervaly
+    if high / low <= 10 ** PLAIN_TICK_DECADES:
+        axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.yaxis.set_minor_formatter(NullFormatter())

@@ -13,14 +13,16 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import Normalize
+from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from scipy.interpolate import RegularGridInterpolator
 
 from analysis.figures.labels import AXIS_LABELS, PARAMETER_SYMBOLS, format_value
 
 LOG_AXES = ("n_real", "n_syn", "n_init")  # sample sizes: log-spaced grids
 CONTOUR_RESOLUTION = 60  # points per axis of the grid the contour is traced on
+NOT_CONVERGED = "lightgrey"
 
 
 def cell_edges(centres: np.ndarray, logarithmic: bool) -> np.ndarray:
@@ -37,9 +39,10 @@ def cell_edges(centres: np.ndarray, logarithmic: bool) -> np.ndarray:
 
 
 def draw_unit_contour(axis, xs: np.ndarray, ys: np.ndarray, log_ratio: np.ndarray,
-                      log_x: bool, log_y: bool) -> None:
+                      log_x: bool, log_y: bool) -> bool:
     """The n_e / n_r = 1 line, interpolated bilinearly in the axes' own scales (log for
-    sample sizes), so that it crosses a cell where a log axis says it does."""
+    sample sizes), so that it crosses a cell where a log axis says it does; whether the
+    ratio crosses 1 between converged neighbours (and a line was drawn)."""
     def scale(values, logarithmic):
         return np.log(values) if logarithmic else values.astype(float)
 
@@ -52,9 +55,11 @@ def draw_unit_contour(axis, xs: np.ndarray, ys: np.ndarray, log_ratio: np.ndarra
     fine_y = np.linspace(grid_y[0], grid_y[-1], CONTOUR_RESOLUTION)
     mesh_y, mesh_x = np.meshgrid(fine_y, fine_x, indexing="ij")
     fine = interpolate(np.stack([mesh_y, mesh_x], axis=-1))
-    if np.nanmin(fine, initial=np.inf) < 0 < np.nanmax(fine, initial=-np.inf):
+    crosses = bool(np.nanmin(fine, initial=np.inf) < 0 < np.nanmax(fine, initial=-np.inf))
+    if crosses:
         axis.contour(unscale(fine_x, log_x), unscale(fine_y, log_y), np.ma.masked_invalid(fine),
                      levels=[0.0], colors="black", linewidths=2)
+    return crosses
 
 
 def ratio_grid(rows: pd.DataFrame, x: str, y: str) -> tuple:
@@ -93,6 +98,11 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
     cmap = plt.colormaps["RdBu"]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 1.2, 4.2),
                                 squeeze=False, layout="constrained", sharey=True)
+    contour_drawn = False
+    legend = []
+    if not table["converged"].all():
+        legend.append(Patch(facecolor=NOT_CONVERGED,
+                            label="n.c.: not converged (asymptotes.csv says why)"))
     for axis, value in zip(axes[0], panels):
         rows = table[table[panel] == value]
         xs, ys, log_ratio, texts = ratio_grid(rows, x, y)
@@ -101,15 +111,15 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
         axis.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(log_ratio), cmap=cmap,
                         norm=norm)
         not_converged = np.ma.masked_where(texts != "n.c.", np.ones_like(log_ratio))
-        axis.pcolormesh(x_edges, y_edges, not_converged, cmap="Greys", vmin=0, vmax=4,
-                        hatch="//")
+        axis.pcolormesh(x_edges, y_edges, not_converged, cmap=ListedColormap([NOT_CONVERGED]))
         for i, y_value in enumerate(ys):
             for j, x_value in enumerate(xs):
-                dark = abs(log_ratio[i, j]) > 0.6 * limit if np.isfinite(log_ratio[i, j]) else False
+                dark = np.isfinite(log_ratio[i, j]) and abs(log_ratio[i, j]) > 0.6 * limit
                 axis.text(x_value, y_value, texts[i, j], ha="center", va="center", fontsize=8,
                           color="white" if dark else "black")
         if len(xs) > 1 and len(ys) > 1:
-            draw_unit_contour(axis, xs, ys, log_ratio, x in LOG_AXES, y in LOG_AXES)
+            contour_drawn |= draw_unit_contour(axis, xs, ys, log_ratio, x in LOG_AXES,
+                                               y in LOG_AXES)
         if x in LOG_AXES:
             axis.set_xscale("log")
         if y in LOG_AXES:
@@ -127,7 +137,10 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
     colorbar = figure.colorbar(mappable, ax=axes[0].tolist(), ticks=ticks, shrink=0.9)
     colorbar.ax.set_yticklabels([format_value(2.0 ** t) for t in ticks])
     colorbar.set_label("n_e / n_r   (> 1: synthetic data helped)")
-    figure.legend(handles=[Line2D([], [], color="black", lw=2, label="n_e = n_r")],
-                  loc="outside lower right", frameon=False, fontsize=9)
+    if contour_drawn:
+        legend.insert(0, Line2D([], [], color="black", lw=2, label="n_e = n_r"))
+    if legend:
+        figure.legend(handles=legend, loc="outside lower right", frameon=False, fontsize=9,
+                      ncols=len(legend))
     figure.suptitle(title, fontsize=11)
     return figure
