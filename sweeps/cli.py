@@ -96,7 +96,10 @@ def sweep_command(args: argparse.Namespace) -> int:
     from sweeps.ray_cluster import ClusterResourceError
     from sweeps.runner import ResumeError, run_sweep
 
-    resume_hint = f"resume with: mad sweep {args.sweep} --resume"
+    same_place = [f"--{flag.replace('_', '-')} {value}" for flag in ("address", "tracking_uri",
+                                                                       "storage")
+                  if (value := getattr(args, flag))]
+    resume_hint = "resume with: " + " ".join(["mad sweep", args.sweep, "--resume", *same_place])
     try:
         outcome = run_sweep(sweep, address=args.address, tracking_uri=args.tracking_uri,
                             resume=args.resume, max_concurrent=args.max_concurrent,

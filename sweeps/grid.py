@@ -27,6 +27,11 @@ AXIS_FORMS = ("a list of values, {range: [start, stop]} or {range: [start, stop,
 TRIALS_SHOWN = 3  # coordinates listed per problem before "and N more"
 
 
+def coordinates_label(coordinates: Mapping[str, Any]) -> str:
+    """'lam=0.85 seed=2' (or 'base spec' for a sweep without axes)."""
+    return " ".join(f"{k}={v}" for k, v in coordinates.items()) or "base spec"
+
+
 @dataclass(frozen=True)
 class GridPoint:
     """One trial of a sweep.
@@ -44,8 +49,7 @@ class GridPoint:
     spec: TrialSpec
 
     def label(self) -> str:
-        """'lam=0.85 seed=2' (or 'base spec' for a sweep without axes)."""
-        return " ".join(f"{k}={v}" for k, v in self.coordinates.items()) or "base spec"
+        return coordinates_label(self.coordinates)
 
 
 def _integers(values: Any) -> bool:
@@ -124,8 +128,8 @@ def _group(failures: list[tuple[dict, Problem]], total: int, axes: list[str]) ->
     """One problem per (field, message), naming the trials (by coordinates) it hits."""
     grouped: dict[tuple[str, str], list[str]] = {}
     for coordinates, problem in failures:
-        label = " ".join(f"{k}={v}" for k, v in coordinates.items())
-        grouped.setdefault((problem.field, problem.message), []).append(label)
+        grouped.setdefault((problem.field, problem.message), []).append(
+            coordinates_label(coordinates))
     problems = []
     for (field, message), labels in grouped.items():
         if len(labels) == total:

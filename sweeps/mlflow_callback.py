@@ -29,6 +29,7 @@ from mlflow.entities import Param, Run
 from ray import tune
 
 from mad_core.spec import resolve_spec
+from sweeps.grid import coordinates_label
 from sweeps.mlflow_runs import (RUN_NAME_LENGTH, child_runs, last_logged_generation,
                                 record_metrics, spec_params)
 from sweeps.trial import CHECKPOINT_FLAG
@@ -101,7 +102,7 @@ class MlflowTrialLogger(tune.Callback):
         spec = resolve_spec(config["spec"])
         existing = self._existing.get(index)
         if existing is None:
-            label = " ".join(f"{k}={v}" for k, v in config["coordinates"].items())
+            label = coordinates_label(config["coordinates"])
             tags = {**self.run_tags, "mlflow.parentRunId": self.parent_run_id,
                     "mad.role": "trial", "mad.model": spec.model, "mad.loop": spec.loop,
                     "mad.spec_hash": spec.spec_hash(), "mad.trial_index": str(index),

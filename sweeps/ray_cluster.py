@@ -12,6 +12,7 @@ import ray
 
 from sweeps.sweep_file import Resources
 
+
 class ClusterResourceError(RuntimeError):
     """No node of the cluster can hold one trial: it would stay PENDING forever."""
 

@@ -11,9 +11,9 @@ import pytest
 from mlflow import MlflowClient
 
 from mad_core.loop import SelfConsumingLoop
-from sweeps.mlflow_runs import spec_params
+from sweeps.mlflow_runs import open_experiment, provenance_tags, spec_params, start_parent_run
 from sweeps.ray_cluster import ClusterResourceError
-from sweeps.runner import run_sweep
+from sweeps.runner import ResumeError, run_sweep
 from sweeps.sweep_file import load_sweep
 
 # n_syn = 3 points in 4 dimensions: singular covariances, so logdet records are -inf.
@@ -105,3 +105,23 @@ def test_trials_larger_than_any_node_fail_before_anything_is_recorded(local_ray,
     with pytest.raises(ClusterResourceError, match="no node can hold a trial asking for 4 CPU"):
         run_sweep(sweep, tracking_uri=tracking_uri)
     assert MlflowClient(tracking_uri).get_experiment_by_name("e2e_gaussian") is None
+
+
+def test_resume_refuses_a_missing_or_different_invocation(write_sweep, tracking_uri):
+    sweep = load_sweep(str(write_sweep({**SWEEP, "grid": {"n_syn": [40]}})))
+    with pytest.raises(ResumeError, match="no earlier invocation"):
+        run_sweep(sweep, tracking_uri=tracking_uri, resume=True)
+    client = MlflowClient(tracking_uri)
+    start_parent_run(client, open_experiment(client, sweep), sweep, "unused", provenance_tags())
+    changed = load_sweep(str(write_sweep({**SWEEP, "grid": {"n_syn": [40, 50]}})))
+    with pytest.raises(ResumeError, match="resolves to a different grid"):
+        run_sweep(changed, tracking_uri=tracking_uri, resume=True)
+
+
+def test_resume_of_a_finished_sweep_runs_nothing(local_ray, write_sweep, tracking_uri, capsys):
+    sweep = load_sweep(str(write_sweep({**SWEEP, "grid": {"n_syn": [40]}})))
+    first = run_sweep(sweep, tracking_uri=tracking_uri)
+    capsys.readouterr()
+    again = run_sweep(sweep, tracking_uri=tracking_uri, resume=True)
+    assert "nothing to resume" in capsys.readouterr().out
+    assert (again.parent_run_id, again.status) == (first.parent_run_id, "FINISHED")
