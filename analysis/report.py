@@ -205,13 +205,15 @@ def write_effective_size_figures(table: pd.DataFrame, varying: list[str], metric
     x = next((p for p in ("n_syn", "n_real", "lam") if p in varying), None)
     if x is None:
         return
-    line_keys = [p for p in varying if p in EFFECTIVE_LINE_PARAMETERS and p != x]
-    facet_keys = [p for p in varying if p not in (*line_keys, x)]
+    panel_key = "lam" if "lam" in varying and x != "lam" else None
+    line_keys = [p for p in varying if p in EFFECTIVE_LINE_PARAMETERS and p not in (x, panel_key)]
+    facet_keys = [p for p in varying if p not in (*line_keys, x, panel_key)]
     for values, rows in facets(with_ratio, facet_keys):
         title = f"{title_metric}\n" + " · ".join(p for p in (caption, describe(values)) if p)
         figure = plot_intervals(rows, x, line_keys, value="ratio", low="ratio_low",
                                 high="ratio_high", bound="ratio_bound", ylabel="n_e / n_r",
-                                title=title, reference_y=(1.0, "n_e = n_r"))
+                                title=title, panel_key=panel_key,
+                                reference_y=(1.0, "n_e = n_r"))
         report.save_figure(figure, f"effective_size{'_' + slug(values) if values else ''}.png")
 
 

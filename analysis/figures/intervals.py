@@ -1,5 +1,6 @@
-"""Estimates with 95 % intervals against a sample-size axis, one line per configuration:
-n_e / n_r vs n_s, and the asymptote vs n_init (MAD's "the initial model is forgotten")."""
+"""Estimates with 95 % intervals against a sample-size axis, one line per configuration,
+one panel per value of a parameter: n_e / n_r vs n_s (panels: lambda), and the asymptote
+vs n_init (MAD's "the initial model is forgotten")."""
 
 from __future__ import annotations
 
@@ -7,17 +8,41 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.figures.labels import AXIS_LABELS, describe, format_value, log_scale_plain_ticks
+from analysis.figures.labels import (AXIS_LABELS, PARAMETER_SYMBOLS, describe, format_value,
+                                     log_scale_plain_ticks)
 from analysis.figures.phase import LOG_AXES
 
 BOUND_MARKERS = {"": "o", ">": "^", "<": "v"}
+NUDGE = 0.03  # lines at one x are moved apart by up to +-3 % so their bars stay visible
+
+
+def _draw_lines(axis, rows: pd.DataFrame, x: str, line_keys: list[str], colours: dict,
+                value: str, low: str, high: str, bound: str | None) -> None:
+    lines = list(rows.groupby(line_keys, sort=True)) if line_keys else [((), rows)]
+    offsets = np.geomspace(1 - NUDGE, 1 + NUDGE, len(lines)) if len(lines) > 1 else [1.0]
+    for (values, line), offset in zip(lines, offsets):
+        values = values if isinstance(values, tuple) else (values,)
+        label = describe(dict(zip(line_keys, values))) or "all"
+        line = line.sort_values(x)
+        positions = line[x].to_numpy(dtype=float) * (offset if x in LOG_AXES else 1.0)
+        centre = line[value].to_numpy(dtype=float)
+        errors = np.abs(np.vstack([centre - line[low].to_numpy(dtype=float),
+                                   line[high].to_numpy(dtype=float) - centre]))
+        colour = colours[label]
+        axis.plot(positions, centre, color=colour, lw=1.2, label=label)
+        axis.errorbar(positions, centre, yerr=errors, fmt="none", ecolor=colour, capsize=3)
+        kinds = line[bound].to_numpy() if bound else np.full(len(line), "")
+        for kind, marker in BOUND_MARKERS.items():
+            chosen = kinds == kind
+            axis.scatter(positions[chosen], centre[chosen], color=colour, marker=marker, s=30,
+                         zorder=3)
 
 
 def plot_intervals(table: pd.DataFrame, x: str, line_keys: list[str], *, value: str,
-                   low: str, high: str, ylabel: str, title: str, bound: str | None = None,
-                   log_y: bool = True, reference_y: tuple[float, str] | None = None
-                   ) -> plt.Figure:
-    """Points with interval bars over x, joined per line.
+                   low: str, high: str, ylabel: str, title: str, panel_key: str | None = None,
+                   bound: str | None = None, log_y: bool = True,
+                   reference_y: tuple[float, str] | None = None) -> plt.Figure:
+    """Points with interval bars over x, joined per line, one panel per ``panel_key`` value.
 
     Args:
         table: one row per configuration; rows with ``converged`` False are not drawn but
@@ -26,56 +51,48 @@ def plot_intervals(table: pd.DataFrame, x: str, line_keys: list[str], *, value: 
             pointing the way the value lies.
         reference_y: (y, label) of a horizontal reference line (n_e / n_r = 1).
     """
-    figure, axis = plt.subplots(figsize=(6.8, 4.6), layout="constrained")
     drawn = table[table["converged"].astype(bool)]
-    lines = list(drawn.groupby(line_keys, sort=True)) if line_keys else [((), drawn)]
-    # Colour by the first line parameter, line style by the others.
-    first_values = sorted({key[0] if isinstance(key, tuple) else key for key, _ in lines}
-                          if line_keys else {()}, key=str)
-    palette = plt.colormaps["tab10"](np.arange(len(first_values)) % 10)
-    colour_of = dict(zip(map(str, first_values), palette))
-    styles = ["-", "--", ":", "-."]
-    offsets = np.geomspace(0.97, 1.03, len(lines)) if len(lines) > 1 else [1.0]
-    seen_styles: dict[str, str] = {}
-    for (values, rows), offset in zip(lines, offsets):
-        values = values if isinstance(values, tuple) else (values,)
-        color = colour_of[str(values[0] if values else ())]
-        rest = str(values[1:])
-        style = seen_styles.setdefault(rest, styles[len(seen_styles) % len(styles)])
-        rows = rows.sort_values(x)
-        # Lines at one x are nudged apart so that their intervals do not hide each other.
-        positions = rows[x].to_numpy(dtype=float) * (offset if x in LOG_AXES else 1.0)
-        centre = rows[value].to_numpy(dtype=float)
-        errors = np.abs(np.vstack([centre - rows[low].to_numpy(dtype=float),
-                                   rows[high].to_numpy(dtype=float) - centre]))
-        label = describe(dict(zip(line_keys, values))) or None
-        axis.plot(positions, centre, color=color, lw=1.2, ls=style, label=label)
-        axis.errorbar(positions, centre, yerr=errors, fmt="none", ecolor=color, capsize=3)
-        kinds = rows[bound].to_numpy() if bound else np.full(len(rows), "")
-        for kind, marker in BOUND_MARKERS.items():
-            chosen = kinds == kind
-            axis.scatter(positions[chosen], centre[chosen], color=color, marker=marker, s=30,
-                         zorder=3)
-    if reference_y is not None:
-        axis.axhline(reference_y[0], color="black", lw=1, ls="--", label=reference_y[1])
-    if x in LOG_AXES:
-        axis.set_xscale("log")
-        axis.minorticks_off()
+    panels = sorted(drawn[panel_key].unique()) if panel_key and len(drawn) else [None]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.8, 4.4),
+                                squeeze=False, sharey=True, layout="constrained")
+    labels = sorted({describe(dict(zip(line_keys, key if isinstance(key, tuple) else (key,))))
+                     or "all" for key, _ in (drawn.groupby(line_keys) if line_keys
+                                             else [((), drawn)])}, key=lambda text: (len(text), text))
+    palette = plt.colormaps["tab10" if len(labels) <= 10 else "viridis"](
+        np.arange(len(labels)) if len(labels) <= 10 else np.linspace(0, 0.9, len(labels)))
+    colours = dict(zip(labels, palette))
     grid_values = np.sort(table[x].unique())
-    axis.set_xticks(grid_values, [format_value(v) for v in grid_values])
+    for axis, panel in zip(axes[0], panels):
+        rows = drawn if panel is None else drawn[drawn[panel_key] == panel]
+        _draw_lines(axis, rows, x, line_keys, colours, value, low, high, bound)
+        if reference_y is not None:
+            axis.axhline(reference_y[0], color="black", lw=1, ls="--", label=reference_y[1])
+        if x in LOG_AXES:
+            axis.set_xscale("log")
+            axis.minorticks_off()
+        axis.set_xticks(grid_values, [format_value(v) for v in grid_values])
+        axis.set_xlabel(AXIS_LABELS.get(x, x))
+        axis.grid(alpha=0.3, which="both", lw=0.5)
+        if panel is not None:
+            axis.set_title(f"{PARAMETER_SYMBOLS.get(panel_key, panel_key)} = "
+                           f"{format_value(panel)}")
     if log_y and len(drawn) and (drawn[value] > 0).all():
-        log_scale_plain_ticks(axis)
-    axis.set_xlabel(AXIS_LABELS.get(x, x))
-    axis.set_ylabel(ylabel)
-    axis.grid(alpha=0.3, which="both", lw=0.5)
-    skipped = len(table) - len(drawn)
+        log_scale_plain_ticks(axes[0][0])
+    axes[0][0].set_ylabel(ylabel)
+    if len(panels) == 1:
+        axes[0][0].legend(fontsize=8, frameon=False)
+    else:
+        handles, names = axes[0][0].get_legend_handles_labels()
+        for axis in axes[0][1:]:
+            for handle, name in zip(*axis.get_legend_handles_labels()):
+                if name not in names:
+                    handles.append(handle)
+                    names.append(name)
+        figure.legend(handles, names, loc="outside right upper", fontsize=8, frameon=False)
     caption = "bars: 95 % intervals"
     if bound and (drawn[bound] != "").any():
         caption += "; ▲/▼: beyond the reference curve (a bound)"
-    if skipped:
-        caption += f"; {skipped} not converged (not drawn)"
-    axis.set_title(caption, fontsize=9)
-    if axis.get_legend_handles_labels()[0]:
-        axis.legend(fontsize=8, frameon=False)
-    figure.suptitle(title, fontsize=11)
+    if len(table) > len(drawn):
+        caption += f"; {len(table) - len(drawn)} not converged (not drawn)"
+    figure.suptitle(f"{title}\n{caption}", fontsize=11)
     return figure

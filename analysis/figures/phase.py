@@ -23,6 +23,7 @@ from analysis.figures.labels import AXIS_LABELS, PARAMETER_SYMBOLS, format_value
 LOG_AXES = ("n_real", "n_syn", "n_init")  # sample sizes: log-spaced grids
 CONTOUR_RESOLUTION = 60  # points per axis of the grid the contour is traced on
 NOT_CONVERGED = "lightgrey"
+MAX_PANELS_PER_ROW = 3
 
 
 def cell_edges(centres: np.ndarray, logarithmic: bool) -> np.ndarray:
@@ -96,14 +97,19 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
     limit = max(1.0, math.ceil(span))
     norm = Normalize(-limit, limit)
     cmap = plt.colormaps["RdBu"]
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 1.2, 4.2),
+    columns = min(len(panels), MAX_PANELS_PER_ROW)
+    rows_of_panels = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows_of_panels, columns,
+                                figsize=(4.4 * columns + 1.2, 3.9 * rows_of_panels + 0.5),
                                 squeeze=False, layout="constrained", sharey=True)
+    for spare in axes.flat[len(panels):]:
+        spare.remove()
     contour_drawn = False
     legend = []
     if not table["converged"].all():
         legend.append(Patch(facecolor=NOT_CONVERGED,
                             label="n.c.: not converged (asymptotes.csv says why)"))
-    for axis, value in zip(axes[0], panels):
+    for axis, value in zip(axes.flat, panels):
         rows = table[table[panel] == value]
         xs, ys, log_ratio, texts = ratio_grid(rows, x, y)
         x_edges = cell_edges(xs, x in LOG_AXES)
@@ -131,10 +137,11 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
         axis.minorticks_off()
         axis.set_xlabel(AXIS_LABELS.get(x, x))
         axis.set_title(f"{PARAMETER_SYMBOLS.get(panel, panel)} = {format_value(value)}")
-    axes[0][0].set_ylabel(AXIS_LABELS.get(y, y))
+    for row in axes:
+        row[0].set_ylabel(AXIS_LABELS.get(y, y))
     mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     ticks = np.arange(-limit, limit + 1)
-    colorbar = figure.colorbar(mappable, ax=axes[0].tolist(), ticks=ticks, shrink=0.9)
+    colorbar = figure.colorbar(mappable, ax=axes.flat[:len(panels)], ticks=ticks, shrink=0.9)
     colorbar.ax.set_yticklabels([format_value(2.0 ** t) for t in ticks])
     colorbar.set_label("n_e / n_r   (> 1: synthetic data helped)")
     if contour_drawn:
