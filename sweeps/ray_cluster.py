@@ -18,8 +18,9 @@ class ClusterResourceError(RuntimeError):
 
 
 def connect(address: str | None) -> bool:
-    """Connect to the Ray at `address` ("auto", "HOST:PORT", "ray://..."), or start a
-    local one when it is None. A Ray this process already joined is used as it is.
+    """Connect to the Ray cluster at `address` ("auto" on one of its nodes, or the head's
+    "HOST:PORT"), or start a local Ray when it is None. A Ray this process has already
+    joined is used as it is.
 
     Returns:
         True when this call started or joined Ray (the caller shuts it down).
