@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import Metric, Run
 
 from mad_core.spec import TrialSpec
 from sweeps.sweep_file import Sweep
+from sweeps.tracking_store import TrackingStoreError
 
 # Logged last in every generation's batch: MLflow writes a batch's metrics in order (and
 # on a SQL store in one transaction), so a generation whose n_train is stored is stored
@@ -96,14 +97,23 @@ def grid_csv(sweep: Sweep) -> str:
 
 
 def open_experiment(client: MlflowClient, sweep: Sweep) -> str:
-    """The id of the sweep's experiment, created on first use."""
+    """The id of the sweep's experiment, created on first use.
+
+    With a sqlite store its artifacts go to mlruns/<name> beside the database file
+    (MLflow's default, ./mlruns, would follow the folder the driver happens to run in).
+    """
     experiment = client.get_experiment_by_name(sweep.name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
-            raise RuntimeError(f"MLflow experiment {sweep.name!r} is deleted: restore it "
-                               f"(mlflow experiments restore) or rename the sweep")
+            raise TrackingStoreError(f"MLflow experiment {sweep.name!r} is deleted: restore "
+                                     f"it (mlflow experiments restore) or rename the sweep")
         return experiment.experiment_id
-    return client.create_experiment(sweep.name, tags={"mad.sweep": sweep.name})
+    artifacts = None
+    if client.tracking_uri.startswith("sqlite:///"):
+        database = Path(client.tracking_uri.removeprefix("sqlite:///"))
+        artifacts = str(database.parent / "mlruns" / sweep.name)
+    return client.create_experiment(sweep.name, artifact_location=artifacts,
+                                    tags={"mad.sweep": sweep.name})
 
 
 def start_parent_run(client: MlflowClient, experiment_id: str, sweep: Sweep,

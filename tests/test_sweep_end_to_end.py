@@ -41,6 +41,8 @@ def test_store_holds_parent_and_every_trial_history(local_ray, sweep, tracking_u
     experiment = client.get_experiment_by_name("e2e_gaussian")
     parent = client.get_run(outcome.parent_run_id)
     assert parent.info.experiment_id == experiment.experiment_id
+    db_folder = tracking_uri.removeprefix("sqlite:///").rsplit("/", 1)[0]
+    assert experiment.artifact_location == f"{db_folder}/mlruns/e2e_gaussian"
     assert parent.info.status == "FINISHED"
     tags = parent.data.tags
     assert (tags["mad.role"], tags["mad.sweep"], tags["mad.trials"]) == ("sweep", "e2e_gaussian", "4")
