@@ -23,6 +23,7 @@ from typing import Callable
 
 import ray
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from ray import tune
 
 from sweeps.environment import apply_tune_settings
@@ -85,7 +86,7 @@ def new_tune_path(root: str, sweep: Sweep) -> str:
     return f"{root.rstrip('/')}/{sweep.name}/{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def _previous_invocation(client: MlflowClient, sweep: Sweep):
+def _previous_invocation(client: MlflowClient, sweep: Sweep) -> Run:
     """The latest parent run of this sweep, checked to be of the same grid."""
     parent = latest_parent_run(client, sweep.name)
     if parent is None:
@@ -101,7 +102,7 @@ def _previous_invocation(client: MlflowClient, sweep: Sweep):
     return parent
 
 
-def _unfinished(client: MlflowClient, sweep: Sweep, parent) -> list[PendingTrial]:
+def _unfinished(client: MlflowClient, sweep: Sweep, parent: Run) -> list[PendingTrial]:
     children = child_runs(client, parent.info.experiment_id, parent.info.run_id)
     pending = []
     for point in sweep.trials:
@@ -113,10 +114,12 @@ def _unfinished(client: MlflowClient, sweep: Sweep, parent) -> list[PendingTrial
     return pending
 
 
-def _open_invocation(client: MlflowClient, sweep: Sweep, parent, storage: str | None,
-                     provenance: dict[str, str]) -> tuple[str, str, str]:
+def _open_invocation(client: MlflowClient, sweep: Sweep, parent: Run | None,
+                     storage: str | None, provenance: dict[str, str]) -> tuple[str, str, str]:
     """(experiment id, parent run id, Tune path): a new parent run, or the resumed one
     pointed at a new Tune experiment (by default next to its previous one)."""
+    if storage is not None and "://" not in storage:
+        storage = str(Path(storage).absolute())  # pyarrow, under Tune, rejects relative ones
     if parent is None:
         tune_path = new_tune_path(storage or str(DEFAULT_STORAGE.absolute()), sweep)
         experiment_id = open_experiment(client, sweep)
