@@ -173,8 +173,11 @@ class TrialSpec:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _check_value(path: str, value: Any, field: Field, problems: list[Problem]) -> Any:
-    """The value converted to the field's type, or None after recording a problem."""
+def check_value(path: str, value: Any, field: Field, problems: list[Problem]) -> Any:
+    """The value converted to the field's type, or None after recording a problem.
+
+    Public so that other files with spec-like keys (sweep files) check and word their
+    values the same way."""
     if value is None:
         if field.nullable:
             return None
@@ -234,7 +237,7 @@ def _check_section(prefix: str, raw: Any, fields: Mapping[str, Field],
             else:
                 values[key] = field.default
         else:
-            values[key] = _check_value(f"{prefix}{key}", raw[key], field, problems)
+            values[key] = check_value(f"{prefix}{key}", raw[key], field, problems)
     return values
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from mad_core.spec import Field, Problem, SpecError, _check_value
+from mad_core.spec import Field, Problem, SpecError, check_value
 from mad_core.spec_files import SpecFileError, load_yaml_mapping
 from sweeps.grid import GridPoint, expand_grid, grid_hash
 
@@ -92,7 +92,7 @@ def _check_fields(prefix: str, raw: Mapping, fields: Mapping[str, Field],
         if raw.get(key) is None and not field.nullable:
             values[key] = field.default
             continue
-        checked = _check_value(f"{prefix}{key}", raw.get(key), field, problems)
+        checked = check_value(f"{prefix}{key}", raw.get(key), field, problems)
         values[key] = field.default if checked is None else checked
     return values
 

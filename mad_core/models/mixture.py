@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
 
 from mad_core.linalg import psd_factor
 from mad_core.models.base import NotFittedError
@@ -40,6 +39,10 @@ class GaussianMixtureModel:
     def fit(self, samples: np.ndarray, rng: np.random.Generator,
             previous: "GaussianMixtureModel | None" = None) -> "GaussianMixtureModel":
         """Fit on samples (n, d) by EM; from ``previous``'s parameters when given."""
+        # Imported here: scikit-learn takes ~1 s to import, and every trial process of a
+        # sweep imports this module, most of them for Gaussian models only.
+        from sklearn.mixture import GaussianMixture
+
         if previous is not None:
             mixture = copy.deepcopy(previous.mixture_)
             mixture.set_params(warm_start=True, random_state=int_seed(rng))
