@@ -23,7 +23,12 @@ TUNE_SETTINGS = {
 # Read by ray when it is first imported: without it a local Ray binds to the host's
 # network address. Ray's switch for single-machine use; with it every process of a local
 # Ray binds to 127.0.0.1.
-LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK_RAY = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Token authentication guards a Ray reachable from the network; a local Ray on
+    # 127.0.0.1 is not, and with it Ray writes ~/.ray/auth_token and warns on every start.
+    "RAY_AUTH_MODE": "disabled",
+}
 
 
 def apply_tune_settings() -> None:
