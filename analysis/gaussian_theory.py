@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mad_core.models.gaussian import covariance_denominator
+
 THEORY_LOOPS = ("fully_synthetic", "fresh_data", "synthetic_augmentation", "bertrand")
-
-
-def covariance_denominator(n: int, covariance: str) -> int:
-    """k(n): the divisor of the scatter matrix, n - 1 (unbiased) or n (mle)."""
-    return n - 1 if covariance == "unbiased" else n
 
 
 def expected_trace_and_mean_error(*, loop: str, lam: float, n_init: int, n_real: int,

@@ -24,7 +24,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from mad_core.loop import SelfConsumingLoop
-from mad_core.spec import resolve_spec
+from mad_core.spec import exact_simulation_possible, resolve_spec
 
 REFERENCE_PREFIXES = ("data.", "model_options.", "metrics.")
 GAUSSIAN_CHAINS = 100  # W2^2 at d = 100 has a relative chain sd ~2 %: ~0.2 % per point
@@ -60,10 +60,9 @@ def nest_parameters(parameters: Mapping[str, Any], section: str) -> dict[str, An
 
 
 def exact_gaussian_applies(parameters: Mapping[str, Any]) -> bool:
-    """A Gaussian model on a Gaussian source without a finite pool: the exact simulator."""
-    pool = parameters.get("data.pool_size")
-    return (parameters.get("model") == "gaussian" and parameters.get("data.source") == "gaussian"
-            and (pool is None or pd.isna(pool)))
+    """Whether a trial's typed parameters (dotted keys) allow the exact simulator."""
+    return exact_simulation_possible(parameters.get("model"),
+                                     nest_parameters(parameters, "data"))
 
 
 def log_spaced_sizes(low: float, high: float, per_decade: int = POINTS_PER_DECADE) -> np.ndarray:

@@ -71,9 +71,8 @@ class SampleSimulator:
         for index, chain in enumerate(self.chains):
             samples, n_real, n_synthetic = self._training_set(chain, index, composition,
                                                               generation)
-            previous = chain.models[-1] if composition.warm_start else None
-            if previous is not None and not getattr(previous, "supports_warm_start", False):
-                previous = None
+            warm = composition.warm_start and chain.models[-1].supports_warm_start
+            previous = chain.models[-1] if warm else None
             model = make_model(self.spec).fit(
                 samples, generator(self.spec.seed, Stream.FIT, generation, index), previous)
             chain.models = (chain.models + [model])[-self.policy.models_kept:]

@@ -307,8 +307,7 @@ def _check_consistency(v: dict, problems: list[Problem]) -> None:
     if v["synthetic_source"] != "last_k" and v["last_k"] is not None:
         problems.append(Problem("last_k", "only used with synthetic_source: last_k"))
     data, model = v["data"], v["model"]
-    exact_possible = (model == "gaussian" and data.get("source") == "gaussian"
-                      and data.get("pool_size") is None)
+    exact_possible = exact_simulation_possible(model, data)
     if v["simulation"] is None:
         v["simulation"] = "exact" if exact_possible else "naive"
     elif v["simulation"] == "exact" and not exact_possible:
@@ -337,6 +336,13 @@ def _check_consistency(v: dict, problems: list[Problem]) -> None:
                                     f"fresh_data loop draws {initial + fresh_total} without "
                                     f"replacement; enlarge the pool, use fewer generations, or "
                                     f"set data.reshuffle: true"))
+
+
+def exact_simulation_possible(model: str, data: Mapping[str, Any]) -> bool:
+    """Whether the exact sufficient-statistics simulator applies: a Gaussian model on a
+    Gaussian source that is not a finite pool."""
+    return (model == "gaussian" and data.get("source") == "gaussian"
+            and data.get("pool_size") is None)
 
 
 def initial_real_size(loop: str, n_init: int, n_real: int) -> int:

@@ -10,16 +10,21 @@ from mad_core.models.base import NotFittedError
 COVARIANCE_ESTIMATORS = ("unbiased", "mle")
 
 
+def covariance_denominator(n: int, estimator: str) -> int:
+    """The divisor of a scatter matrix of n points: n - 1 for "unbiased" (MAD Eq. 1),
+    n for "mle"."""
+    return n - 1 if estimator == "unbiased" else n
+
+
 def covariance_from_scatter(scatter: np.ndarray, n: int, estimator: str) -> np.ndarray:
     """Covariance estimate from a scatter matrix sum_i (x_i - xbar)(x_i - xbar)^T.
 
     Args:
         scatter: (..., d, d).
         n: number of points behind the scatter.
-        estimator: "unbiased" (denominator n - 1, MAD Eq. 1) or "mle" (denominator n).
+        estimator: "unbiased" or "mle" (see ``covariance_denominator``).
     """
-    denominator = n - 1 if estimator == "unbiased" else n
-    return scatter / denominator
+    return scatter / covariance_denominator(n, estimator)
 
 
 class GaussianModel:
