@@ -68,6 +68,8 @@ def parse_parameter(key: str, text: str) -> Any:
         return parse_undeclared(text)
     if text in NULL_TEXTS:
         return None
+    if kind is list:
+        return text  # kept as its text ("[1, 2]"): hashable, so trials group by it
     try:
         if kind is bool:
             return _parse_bool(text)

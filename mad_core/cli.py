@@ -11,12 +11,13 @@ import yaml
 from tqdm import tqdm
 
 from mad_core.loop import SelfConsumingLoop
+from mad_core.models import MODELS
 from mad_core.spec import SpecError, TrialSpec, resolve_spec
 from mad_core.spec_files import SpecFileError, apply_overrides, find_spec_file, load_yaml_mapping
 
 # Columns of the printed table, first the ones a spec's records have.
-TABLE_METRICS = ("w2_sq_mean", "w2_sq_median", "trace_median", "precision_mean",
-                 "recall_mean", "w2_emp_mean")
+TABLE_METRICS = ("w2_sq_mean", "w2_sq_median", "trace_median", "fid_mean", "precision_mean",
+                 "recall_mean", "class_fidelity_mean", "w2_emp_mean")
 
 
 def register(subparsers) -> None:
@@ -31,7 +32,31 @@ def register(subparsers) -> None:
                         help="replace records.csv in an output folder that has one")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved spec and stop")
+    parser.add_argument("--device", help="where neural models train and sample: cpu, cuda, "
+                                         "cuda:N (default: cuda when present, else cpu)")
     parser.set_defaults(handler=run_command)
+
+
+def choose_device(requested: str | None, neural: bool) -> str:
+    """The device a trial runs on; raises ValueError for one this machine lacks."""
+    if not neural:
+        return "cpu"  # NumPy models; no need to import torch
+    import torch
+
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ValueError(f"--device {requested!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {requested}: this machine has no CUDA GPU; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {requested}: only {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {requested}: use cpu, cuda or cuda:N")
+    return str(device)
 
 
 def load_trial_spec(name_or_path: str, overrides: list[str]) -> tuple[TrialSpec, Path]:
@@ -48,7 +73,8 @@ def format_row(record: dict, columns: list[str]) -> str:
 def run_command(args: argparse.Namespace) -> int:
     try:
         spec, path = load_trial_spec(args.spec, args.overrides)
-    except (SpecFileError, SpecError) as error:
+        device = choose_device(args.device, MODELS[spec.model].neural)
+    except (SpecFileError, SpecError, ValueError) as error:
         print(f"mad run: {error}", file=sys.stderr)
         return 2
     out = args.out or Path("mad_runs") / (spec.name or path.stem)
@@ -58,13 +84,13 @@ def run_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     resolved = yaml.safe_dump(spec.to_dict(), sort_keys=False)
-    print(f"# resolved spec {spec.spec_hash()} (from {path})\n{resolved}")
+    print(f"# resolved spec {spec.spec_hash()} (from {path}), device {device}\n{resolved}")
     if args.dry_run:
         return 0
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(resolved)
-    loop = SelfConsumingLoop(spec)
+    loop = SelfConsumingLoop(spec, device=device)
     with open(records_path, "w", newline="") as handle, \
             tqdm(total=spec.generations, unit="gen", file=sys.stderr) as progress:
         writer, columns = None, []
@@ -76,7 +102,12 @@ def run_command(args: argparse.Namespace) -> int:
                 progress.write(f"{'gen':>4} {'n_train':>8} " + " ".join(f"{c:>13}" for c in columns))
             writer.writerow(record)
             handle.flush()  # an interrupted run keeps every finished generation
+            for name, content in loop.artifacts.items():
+                (out / name).parent.mkdir(parents=True, exist_ok=True)
+                (out / name).write_bytes(content)
             progress.write(format_row(record, columns))
             progress.update()
     print(f"records: {records_path}")
+    if spec.grid_every or spec.snapshot_every:
+        print(f"sample grids and snapshots: {out / 'grids'}, {out / 'snapshots'}")
     return 0

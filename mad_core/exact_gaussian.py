@@ -102,7 +102,8 @@ class FittedModels:
 class ExactGaussianSimulator:
     """Gaussian model on a Gaussian source, all chains on sufficient statistics."""
 
-    def __init__(self, spec: TrialSpec):
+    def __init__(self, spec: TrialSpec, device: str = "cpu"):
+        """``device`` is accepted for a common signature; the simulation is NumPy."""
         self.spec = spec
         self.policy = LoopPolicy(spec)
         self.reference = gaussian_reference(spec)
@@ -163,8 +164,17 @@ class ExactGaussianSimulator:
         return metrics, {"n_real": n_real, "n_synthetic": synthetic.n}
 
     def state_dict(self) -> dict:
-        return {"models": list(self.models), "pool": self.pool}
+        """The kept models and the pool, as arrays."""
+        return {"models": [{"mean": m.mean, "sampling_factor": m.sampling_factor}
+                           for m in self.models],
+                "pool": {"n": self.pool.n, "mean": self.pool.mean, "scatter": self.pool.scatter}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.models = deque(state["models"], maxlen=self.policy.models_kept)
-        self.pool = state["pool"]
+        self.models = deque((FittedModels(m["mean"], m["sampling_factor"]) for m in state["models"]),
+                            maxlen=self.policy.models_kept)
+        pool = state["pool"]
+        self.pool = Stats(int(pool["n"]), pool["mean"], pool["scatter"])
+
+    def artifacts(self, generation: int) -> dict[str, bytes]:
+        """No sample grids or model snapshots: the models are sufficient statistics."""
+        return {}

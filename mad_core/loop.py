@@ -1,8 +1,9 @@
 """The self-consuming loop: one trial, one record per generation, resumable.
 
-    loop = SelfConsumingLoop(resolve_spec(raw))
+    loop = SelfConsumingLoop(resolve_spec(raw), device="cpu")
     for record in loop:              # generation 1 .. spec.generations
-        state = loop.state_dict()    # resume point after this generation
+        files = loop.artifacts       # {path: bytes}: sample grid, model snapshots due
+        state = loop.state_dict()    # resume point after this generation (arrays, tensors)
 
 ``SelfConsumingLoop(spec, state=state)`` continues after the saved generation and
 yields records identical to an uninterrupted run (bar ``seconds``): every random
@@ -31,9 +32,11 @@ class SelfConsumingLoop:
     Args:
         spec: a resolved ``TrialSpec``.
         state: a ``state_dict()`` saved by a loop of the same spec, to resume from.
+        device: where neural models train and sample ("cpu", "cuda", "cuda:1"); a
+            runtime choice, never part of the spec.
     """
 
-    def __init__(self, spec: TrialSpec, state: dict | None = None):
+    def __init__(self, spec: TrialSpec, state: dict | None = None, device: str = "cpu"):
         self.spec = spec
         # Imported on demand: the sample-based path pulls in torch and POT (~2 s), which
         # every trial process of a sweep of exact Gaussian trials would pay for nothing.
@@ -41,8 +44,10 @@ class SelfConsumingLoop:
             from mad_core.exact_gaussian import ExactGaussianSimulator as Simulator
         else:
             from mad_core.sample_loop import SampleSimulator as Simulator
-        self.simulator = Simulator(spec)
+        self.simulator = Simulator(spec, device)
         self.generation = 0  # generations completed
+        # {relative path: bytes} of the latest generation: its sample grid and snapshots.
+        self.artifacts: dict[str, bytes] = {}
         # {metric: (C,)} of the latest generation: the distribution over chains that
         # the record summarises.
         self.per_chain: dict = {}
@@ -64,6 +69,7 @@ class SelfConsumingLoop:
         started = time.perf_counter()
         per_chain, counts = self.simulator.step(generation)
         self.generation, self.per_chain = generation, per_chain
+        self.artifacts = self.simulator.artifacts(generation)
         return {
             "generation": generation,
             "n_real": counts["n_real"],
@@ -79,6 +85,7 @@ class SelfConsumingLoop:
             yield self.step()
 
     def state_dict(self) -> dict:
-        """Everything needed to continue after the current generation (picklable)."""
+        """Everything needed to continue after the current generation: a dict of numbers,
+        strings, arrays and tensors that ``mad_core.checkpoint.save_state`` writes."""
         return {"spec_hash": self.spec.spec_hash(), "generation": self.generation,
                 "simulator": self.simulator.state_dict()}

@@ -20,6 +20,7 @@ class Stream(enum.IntEnum):
     SYNTHETIC = 2
     FIT = 3
     EVAL = 4
+    GRID = 5  # the fixed noise and labels of a trial's sample grids
 
 
 def generator(seed: int, stream: Stream, *key: int) -> np.random.Generator:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mad_core.samples import Samples
 from mad_core.seeding import Stream, generator
 
 
@@ -116,7 +117,8 @@ class FiniteDataset:
 
 
 class RealStream:
-    """The real data one chain of a loop sees: an initial set, then fresh draws.
+    """The real data one chain of a loop sees: an initial set, then fresh draws, as
+    ``Samples`` (with the dataset's labels where it has them).
 
     The initial set (size ``n_initial``) is fixed for the whole run: G1 trains on
     its first n_init samples and the synthetic augmentation loop reuses its first
@@ -140,10 +142,14 @@ class RealStream:
         if self._finite:
             self._epoch = 0
             self._order = self._permutation(0)
-            self.initial = source.samples[self._take_indices(n_initial)]
+            self.initial = self._subset(self._take_indices(n_initial))
         else:
-            self.initial = source.draw(n_initial, self._rng(0))
+            self.initial = Samples(source.draw(n_initial, self._rng(0)))
             self.cursor = n_initial
+
+    def _subset(self, indices: np.ndarray) -> Samples:
+        labels = self.source.labels
+        return Samples(self.source.samples[indices], None if labels is None else labels[indices])
 
     def _rng(self, draw_key: int) -> np.random.Generator:
         return generator(self._seed, Stream.REAL, *self._key, draw_key)
@@ -169,12 +175,12 @@ class RealStream:
             n -= chunk
         return np.concatenate(taken) if taken else np.empty(0, dtype=int)
 
-    def fresh(self, n: int, generation: int) -> np.ndarray:
-        """n real samples not seen before in this stream, shape (n, *sample_shape)."""
+    def fresh(self, n: int, generation: int) -> Samples:
+        """n real samples not seen before in this stream, x of shape (n, *sample_shape)."""
         if self._finite:
-            return self.source.samples[self._take_indices(n)]
+            return self._subset(self._take_indices(n))
         self.cursor += n
-        return self.source.draw(n, self._rng(generation))
+        return Samples(self.source.draw(n, self._rng(generation)))
 
     def state_dict(self) -> dict:
         return {"cursor": self.cursor}

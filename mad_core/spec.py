@@ -9,50 +9,32 @@ every key; tests check the two agree.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+# Re-exported: sweep files and analysis check and type their keys with the same fields.
+from mad_core.fields import (REQUIRED, Field, Problem, SpecError, check_section, check_value,
+                             size_field)
+from mad_core.images.sources import IMAGE_SOURCE_FIELDS, ImageFacts, image_facts
+from mad_core.models import MODELS
+
+__all__ = ["REQUIRED", "Field", "Problem", "SpecError", "TrialSpec", "check_value",
+           "resolve_spec"]
 
 LOOPS = ("fully_synthetic", "synthetic_augmentation", "fresh_data", "bertrand")
 SYNTHETIC_SOURCES = ("previous", "pool", "last_k")
 SIMULATIONS = ("exact", "naive")
-MODEL_NAMES = ("gaussian", "gmm")
-SOURCE_NAMES = ("gaussian", "gmm_grid", "rosenbrock")
+MODEL_NAMES = tuple(MODELS)
+VECTOR_SOURCES = ("gaussian", "gmm_grid", "rosenbrock")
+IMAGE_SOURCES = tuple(IMAGE_SOURCE_FIELDS)
+SOURCE_NAMES = VECTOR_SOURCES + IMAGE_SOURCES
+# A training set may take at most this share of the machine's memory.
+MEMORY_SHARE = 0.5
 
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Field:
-    """One key of a spec section: its type, default and allowed values."""
-
-    kind: type  # int, float, str or bool
-    default: Any = REQUIRED
-    choices: tuple | None = None
-    low: float | None = None  # inclusive lower bound unless low_open
-    low_open: bool = False
-    high: float | None = None  # inclusive upper bound
-    nullable: bool = False
-    help: str = ""
-
-    def allowed(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(map(str, self.choices))
-        if self.kind is bool:
-            return "true or false"
-        noun = "an integer" if self.kind is int else "a number" if self.kind is float else "a string"
-        if self.low is not None and self.high is not None:
-            return f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
-        if self.low is not None:
-            return f"{noun} {'>' if self.low_open else '>='} {self.low:g}"
-        return noun
-
-
-def _size(default=REQUIRED, low=1, help="", nullable=False) -> Field:
-    return Field(int, default, low=low, nullable=nullable, help=help)
-
+_size = size_field
 
 TOP_FIELDS: dict[str, Field] = {
     "name": Field(str, "", help="a label for the trial (shown in outputs)"),
@@ -76,6 +58,12 @@ TOP_FIELDS: dict[str, Field] = {
     "last_k": _size(None, nullable=True, help="with synthetic_source last_k: K"),
     "simulation": Field(str, None, choices=SIMULATIONS, nullable=True,
                         help="exact (Gaussian sufficient statistics) or naive (draw points)"),
+    "grid_every": _size(None, nullable=True,
+                        help="image sources: a grid of samples (fixed noise and labels) every "
+                             "this many generations (null: none)"),
+    "snapshot_every": _size(None, nullable=True,
+                            help="keep the fitted model of every this many generations (and the "
+                                 "last) as a snapshot file (null: none)"),
 }
 SECTIONS = ("data", "model_options", "metrics")
 
@@ -97,44 +85,18 @@ SOURCE_FIELDS: dict[str, dict[str, Field]] = {
         "std": Field(float, 0.05, low=0.0, low_open=True, help="standard deviation per mode"),
     },
     "rosenbrock": {},
+    **IMAGE_SOURCE_FIELDS,
 }
-MODEL_FIELDS: dict[str, dict[str, Field]] = {
-    "gaussian": {
-        "covariance": Field(str, "unbiased", choices=("unbiased", "mle"),
-                            help="covariance estimator (denominator n - 1 or n)"),
-    },
-    "gmm": {
-        "n_components": _size(25, help="mixture components K"),
-        "covariance_type": Field(str, "full", choices=("full", "diag", "spherical", "tied"),
-                                 help="scikit-learn covariance_type"),
-        "max_iter": _size(100, help="EM iterations per fit"),
-        "em_restarts": _size(1, help="EM initialisations per fit"),
-        "reg_covar": Field(float, 1e-6, low=0.0, help="added to covariance diagonals"),
-    },
-}
+# Declared beside each model's class (mad_core.models).
+MODEL_FIELDS: dict[str, dict[str, Field]] = {name: dict(entry.options)
+                                             for name, entry in MODELS.items()}
 METRIC_FIELDS: dict[str, Field] = {
     "k": _size(5, help="k of k-NN precision/recall (MAD: 5, standard: 3)"),
-    "n_eval": _size(1000, low=2, help="samples per side for sample-based metrics"),
+    "n_eval": _size(1000, low=2, help="generated samples per chain and generation for the "
+                                      "sample-based metrics"),
+    "inception": Field(bool, False, help="image sources: also FID on clean-fid's Inception "
+                                         "features (needs its weights file on this machine)"),
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-class SpecError(ValueError):
-    """A spec has problems; ``problems`` lists every one of them."""
-
-    def __init__(self, problems: list[Problem], context: str = "trial spec"):
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid {context} ({len(problems)} problem"
-                         f"{'s' if len(problems) != 1 else ''}):\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +120,8 @@ class TrialSpec:
     synthetic_source: str
     last_k: int | None
     simulation: str
+    grid_every: int | None
+    snapshot_every: int | None
     data: Mapping[str, Any]
     model_options: Mapping[str, Any]
     metrics: Mapping[str, Any]
@@ -171,74 +135,6 @@ class TrialSpec:
         """12 hex digits identifying the resolved spec (the name excluded)."""
         content = {k: v for k, v in self.to_dict().items() if k != "name"}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def check_value(path: str, value: Any, field: Field, problems: list[Problem]) -> Any:
-    """The value converted to the field's type, or None after recording a problem.
-
-    Public so that other files with spec-like keys (sweep files) check and word their
-    values the same way."""
-    if value is None:
-        if field.nullable:
-            return None
-        problems.append(Problem(path, f"must be {field.allowed()}, got null"))
-        return None
-    if field.kind is bool:
-        ok = isinstance(value, bool)
-    elif field.kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if isinstance(value, float) and value.is_integer():
-            value, ok = int(value), True
-    elif field.kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        problems.append(Problem(path, f"must be {field.allowed()}, got {value!r} "
-                                      f"({type(value).__name__})"))
-        return None
-    if field.choices and value not in field.choices:
-        hint = difflib.get_close_matches(str(value), field.choices, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        problems.append(Problem(path, f"unknown value {value!r}{suggestion}; allowed: "
-                                      + ", ".join(field.choices)))
-        return None
-    too_low = field.low is not None and (value <= field.low if field.low_open else value < field.low)
-    too_high = field.high is not None and value > field.high
-    if too_low or too_high:
-        problems.append(Problem(path, f"must be {field.allowed()}, got {value!r}"))
-        return None
-    return value
-
-
-def _check_section(prefix: str, raw: Any, fields: Mapping[str, Field],
-                   problems: list[Problem]) -> dict[str, Any]:
-    """Values of a mapping section with defaults filled; problems recorded."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        problems.append(Problem(prefix.rstrip("."), f"must be a mapping of keys, got {raw!r}"))
-        raw = {}
-    for key in raw:
-        if key not in fields:
-            hint = difflib.get_close_matches(str(key), list(fields), n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            allowed = ", ".join(fields) or "none"
-            problems.append(Problem(f"{prefix}{key}", f"unknown key{suggestion}; allowed "
-                                                      f"keys: {allowed}"))
-    values = {}
-    for key, field in fields.items():
-        if key not in raw or (raw[key] is None and field.default is not REQUIRED and not field.nullable):
-            if field.default is REQUIRED:
-                problems.append(Problem(f"{prefix}{key}", f"required: {field.help} "
-                                                          f"({field.allowed()})"))
-                values[key] = None
-            else:
-                values[key] = field.default
-        else:
-            values[key] = check_value(f"{prefix}{key}", raw[key], field, problems)
-    return values
 
 
 def _forbid(values: dict, keys: tuple[str, ...], reason: str, problems: list[Problem]) -> None:
@@ -313,29 +209,98 @@ def _check_consistency(v: dict, problems: list[Problem]) -> None:
     elif v["simulation"] == "exact" and not exact_possible:
         problems.append(Problem("simulation", "exact needs model gaussian on data.source "
                                               "gaussian without data.pool_size; use naive"))
+    facts = _check_model_and_source(v, problems)
     if None in (v["n_init"], v["n_real"], v["n_syn"]):
         return
     sizes = {"n_init": v["n_init"]}
     if v["generations"] and v["generations"] > 1:
         sizes["n_real + n_syn"] = v["n_real"] + v["n_syn"]
-    smallest = 2 if model == "gaussian" else v["model_options"].get("n_components") or 1
+    smallest = {"gaussian": 2, "gmm": v["model_options"].get("n_components") or 1}.get(model, 2)
     for key, size in sizes.items():
         if size < smallest:
             problems.append(Problem(key if key == "n_init" else "n_syn",
                                     f"{key} = {size} is too small to fit a {model} model "
                                     f"(needs at least {smallest} samples)"))
-    pool_size = data.get("pool_size")
-    if pool_size is not None and v["generations"] is not None:
-        initial = initial_real_size(v["loop"], v["n_init"], v["n_real"])
-        fresh_total = (v["generations"] - 1) * v["n_real"] if v["loop"] == "fresh_data" else 0
-        if initial > pool_size or (fresh_total and v["n_real"] > pool_size):
-            problems.append(Problem("data.pool_size", f"{pool_size} real samples cannot hold "
-                                    f"a draw of {max(initial, v['n_real'])}; enlarge the pool"))
-        elif initial + fresh_total > pool_size and not data.get("reshuffle"):
-            problems.append(Problem("data.pool_size", f"{pool_size} real samples, but the "
-                                    f"fresh_data loop draws {initial + fresh_total} without "
-                                    f"replacement; enlarge the pool, use fewer generations, or "
-                                    f"set data.reshuffle: true"))
+    if v["generations"] is None:
+        return
+    if facts is not None:
+        _check_finite_real_data(v, facts.train_size, f"data.source {data['source']}",
+                                "n_real", problems)
+        _check_memory(v, facts, problems)
+    elif data.get("pool_size") is not None:
+        _check_finite_real_data(v, data["pool_size"], "data.pool_size", "data.pool_size",
+                                problems)
+
+
+def _check_model_and_source(v: dict, problems: list[Problem]) -> ImageFacts | None:
+    """The model trains on the source's kind of data, its own cross-key rules hold, and an
+    image source is there (its facts, or None for vector sources or a missing folder)."""
+    data, model = v["data"], v["model"]
+    entry, images = MODELS[model], data["source"] in IMAGE_SOURCES
+    if entry.inputs == "images" and not images:
+        problems.append(Problem("data.source", f"model {model} trains on images: use one of "
+                                               f"{', '.join(IMAGE_SOURCES)}"))
+    if entry.inputs == "vectors" and images:
+        problems.append(Problem("data.source", f"model {model} trains on vectors: use one of "
+                                               f"{', '.join(VECTOR_SOURCES)}"))
+    facts = None
+    data_valid = not any(p.field.startswith("data.") for p in problems)
+    if images and data_valid:
+        if data.get("pool_size") is not None:
+            problems.append(Problem("data.pool_size", f"{data['source']} is a finite dataset "
+                                                      f"already; remove pool_size"))
+        try:
+            facts = image_facts(data)
+        except (OSError, ValueError) as error:
+            problems.append(Problem("data.root", str(error)))
+    elif not images:
+        if v["grid_every"] is not None:
+            problems.append(Problem("grid_every", f"sample grids are drawn for image sources "
+                                                  f"({', '.join(IMAGE_SOURCES)}); remove it"))
+        if v["metrics"]["inception"]:
+            problems.append(Problem("metrics.inception", "Inception FID needs an image source"))
+    options_valid = not any(p.field.startswith("model_options.") for p in problems)
+    if entry.check is not None and options_valid:
+        problems.extend(entry.check(v, facts))
+    if v["metrics"]["inception"] and images:
+        from mad_core.features.inception import InceptionWeightsMissingError, find_inception_weights
+
+        try:
+            find_inception_weights()
+        except InceptionWeightsMissingError as error:
+            problems.append(Problem("metrics.inception", str(error)))
+    return facts
+
+
+def _check_finite_real_data(v: dict, size: int, what: str, field: str,
+                            problems: list[Problem]) -> None:
+    """The loop's real draws fit a finite dataset of `size` samples."""
+    initial = initial_real_size(v["loop"], v["n_init"], v["n_real"])
+    fresh_total = (v["generations"] - 1) * v["n_real"] if v["loop"] == "fresh_data" else 0
+    if initial > size or (fresh_total and v["n_real"] > size):
+        problems.append(Problem(field, f"{what} holds {size} real samples, which cannot hold "
+                                       f"a draw of {max(initial, v['n_real'])}; "
+                                       f"{'enlarge the pool' if field == 'data.pool_size' else 'draw fewer'}"))
+    elif initial + fresh_total > size and not v["data"].get("reshuffle"):
+        problems.append(Problem(field, f"{what} holds {size} real samples, but the fresh_data "
+                                       f"loop draws {initial + fresh_total} without replacement; "
+                                       f"use a larger dataset, fewer generations or a smaller "
+                                       f"n_real, or set data.reshuffle: true"))
+
+
+def _check_memory(v: dict, facts: ImageFacts, problems: list[Problem]) -> None:
+    """The largest training set of the loop (float32 images) fits in memory."""
+    pooled = v["synthetic_source"] == "pool"
+    synthetic = v["n_syn"] * ((v["generations"] - 1) if pooled else 1)
+    largest = max(v["n_init"], v["n_real"] + synthetic) * v["chains"]
+    image_bytes = 4 * facts.shape[0] * facts.shape[1] * facts.shape[2]
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if largest * image_bytes > MEMORY_SHARE * available:
+        problems.append(Problem("n_syn", f"the largest training set, {largest:,} images of "
+                                         f"{image_bytes:,} bytes ({largest * image_bytes / 2**30:.1f}"
+                                         f" GiB), exceeds half of this machine's "
+                                         f"{available / 2**30:.0f} GiB; lower n_syn, chains or "
+                                         f"generations{' (the pool grows every generation)' if pooled else ''}"))
 
 
 def exact_simulation_possible(model: str, data: Mapping[str, Any]) -> bool:
@@ -361,17 +326,17 @@ def resolve_spec(raw: Mapping[str, Any]) -> TrialSpec:
     if not isinstance(raw, Mapping):
         raise SpecError([Problem("spec", f"must be a mapping of keys, got {type(raw).__name__}")])
     top = {k: raw[k] for k in raw if k not in SECTIONS}
-    values = _check_section("", top, TOP_FIELDS, problems)
+    values = check_section("", top, TOP_FIELDS, problems)
 
     data_raw = raw.get("data") or {}
     source = data_raw.get("source", "gaussian") if isinstance(data_raw, Mapping) else None
     source_fields = {**COMMON_DATA_FIELDS, **SOURCE_FIELDS.get(source, {})}
-    values["data"] = _check_section("data.", data_raw, source_fields, problems)
+    values["data"] = check_section("data.", data_raw, source_fields, problems)
 
     model_fields = MODEL_FIELDS.get(values["model"], {})
-    values["model_options"] = _check_section("model_options.", raw.get("model_options"),
+    values["model_options"] = check_section("model_options.", raw.get("model_options"),
                                              model_fields, problems)
-    values["metrics"] = _check_section("metrics.", raw.get("metrics"), METRIC_FIELDS, problems)
+    values["metrics"] = check_section("metrics.", raw.get("metrics"), METRIC_FIELDS, problems)
 
     if values["loop"] is not None:
         _resolve_sizes(values, problems)

@@ -7,12 +7,12 @@ of it at import).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
-
-import math
 
 import pytest
 import yaml
@@ -22,8 +22,10 @@ from sweeps.environment import bind_local_ray_to_loopback
 
 # Ray's session folders hold unix sockets, whose paths must stay short.
 RAY_TMPDIR = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+# One BLAS/OpenMP thread per process: Ray's workers run beside the test process on few
+# cores, and OpenMP threads that spin-wait for a busy core make torch up to 20x slower.
 os.environ.update({"RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true",
-                   "RAY_TMPDIR": RAY_TMPDIR})
+                   "RAY_TMPDIR": RAY_TMPDIR, "OMP_NUM_THREADS": "1"})
 bind_local_ray_to_loopback()
 
 
@@ -42,6 +44,38 @@ def local_ray():
                        log_to_driver=False)
     yield context
     ray.shutdown()
+
+
+@pytest.fixture
+def two_worker_cluster():
+    """(cluster, [worker node, worker node]): a Ray head without CPUs and two 1-CPU
+    workers, all on 127.0.0.1, this process connected; a test removes a worker to lose
+    the trial running on it. Nodes may be added or removed from the main thread only."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
+                                                             "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def wait_until():
+    """wait_until(condition, timeout_s, what): poll condition() every 0.1 s; fail the test
+    with "timed out waiting for <what>" after timeout_s."""
+
+    def wait(condition, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    return wait
 
 
 @pytest.fixture

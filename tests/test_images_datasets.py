@@ -30,7 +30,9 @@ def test_digits_work_with_real_streams():
     train, _ = load_digits()
     stream = RealStream(train, n_initial=100, seed=0)
     fresh = stream.fresh(50, generation=1)
-    assert stream.initial.shape == (100, 1, 8, 8) and fresh.shape == (50, 1, 8, 8)
+    assert stream.initial.x.shape == (100, 1, 8, 8) and fresh.x.shape == (50, 1, 8, 8)
+    # Labels travel with their images.
+    assert fresh.y.shape == (50,) and fresh.y.dtype == np.int64
 
 
 def _write_idx(path, array: np.ndarray) -> None:

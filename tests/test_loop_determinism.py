@@ -1,10 +1,9 @@
 """Same spec and seed, same records; a loop resumed from a saved state continues
 bit-identically to an uninterrupted run."""
 
-import pickle
-
 import pytest
 
+from mad_core.checkpoint import load_state, state_bytes
 from mad_core.loop import TIMING_KEYS, SelfConsumingLoop, StateMismatchError
 from mad_core.spec import resolve_spec
 
@@ -44,7 +43,7 @@ def test_resumed_run_matches_uninterrupted_run(name):
 
     first_half = SelfConsumingLoop(spec)
     records = [first_half.step() for _ in range(3)]
-    saved = pickle.loads(pickle.dumps(first_half.state_dict()))  # as a checkpoint would
+    saved = load_state(state_bytes(first_half.state_dict()))  # as a checkpoint would
     del first_half
     records += list(SelfConsumingLoop(spec, state=saved))
 

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from mad_core.models import GaussianMixtureModel, GaussianModel
+from mad_core.models.gaussian import GaussianModel
+from mad_core.samples import Samples
+from mad_core.models.mixture import GaussianMixtureModel
 from mad_core.models.base import NotFittedError
 from mad_core.policy import Composition, LoopPolicy
 from mad_core.sources import (DatasetExhaustedError, FiniteDataset, GaussianGridMixture,
@@ -58,7 +60,7 @@ def test_records_report_the_training_set_sizes():
 def test_finite_stream_never_repeats_until_exhausted():
     data = FiniteDataset(np.arange(20.0)[:, None], name="twenty")
     stream = RealStream(data, n_initial=5, seed=0)
-    seen = np.concatenate([stream.initial, stream.fresh(10, 2), stream.fresh(5, 3)]).ravel()
+    seen = np.concatenate([stream.initial.x, stream.fresh(10, 2).x, stream.fresh(5, 3).x]).ravel()
     assert sorted(seen) == list(range(20))
     with pytest.raises(DatasetExhaustedError, match="data.reshuffle"):
         stream.fresh(1, 4)
@@ -67,7 +69,7 @@ def test_finite_stream_never_repeats_until_exhausted():
 def test_finite_stream_reshuffles_when_asked():
     data = FiniteDataset(np.arange(6.0)[:, None], reshuffle=True)
     stream = RealStream(data, n_initial=4, seed=0)
-    second_pass = np.concatenate([stream.fresh(2, 2), stream.fresh(6, 3)]).ravel()
+    second_pass = np.concatenate([stream.fresh(2, 2).x, stream.fresh(6, 3).x]).ravel()
     assert sorted(second_pass[2:]) == list(range(6))
 
 
@@ -92,8 +94,8 @@ def test_grid_mixture_has_its_modes_equally_weighted():
 
 def test_gaussian_model_bias_scales_the_covariance():
     rng = np.random.default_rng(0)
-    model = GaussianModel().fit(rng.standard_normal((5000, 2)) @ np.diag([1.0, 3.0]))
-    samples = model.sample(200_000, 0.5, rng)
+    model = GaussianModel().fit(Samples(rng.standard_normal((5000, 2)) @ np.diag([1.0, 3.0])))
+    samples = model.sample(200_000, 0.5, rng).x
     ratio = np.cov(samples.T) / model.cov_
     assert np.allclose(np.diag(ratio), 0.5, atol=4 * 0.5 * np.sqrt(2 / len(samples)))
 
@@ -101,8 +103,8 @@ def test_gaussian_model_bias_scales_the_covariance():
 def test_mixture_bias_shrinks_components_keeps_weights():
     rng = np.random.default_rng(0)
     model = GaussianMixtureModel(n_components=4).fit(
-        GaussianGridMixture(modes_per_side=2, std=0.2).draw(4000, rng), rng)
-    samples = model.sample(100_000, 0.25, rng)
+        Samples(GaussianGridMixture(modes_per_side=2, std=0.2).draw(4000, rng)), rng)
+    samples = model.sample(100_000, 0.25, rng).x
     labels = model.mixture_.predict(samples)
     weights = np.bincount(labels, minlength=4) / len(samples)
     assert np.allclose(weights, model.mixture_.weights_, atol=0.01)

@@ -111,13 +111,15 @@ class TrainedLeNet:
     cache_key: str
 
     def features(self, images: np.ndarray | torch.Tensor, *, batch_size: int = 1024) -> np.ndarray:
-        """84-d features of (N, C, H, W) images in [0, 1], shape (N, 84) float32."""
-        images = torch.as_tensor(images, dtype=torch.float32)
+        """84-d features of (N, C, H, W) images in [0, 1], shape (N, 84) float32, computed on the
+        network's device."""
+        device = next(self.network.parameters()).device
+        images = torch.as_tensor(images, dtype=torch.float32, device=device)
         self.network.eval()
         with torch.inference_mode():
             chunks = [self.network.features(images[start:start + batch_size])
                       for start in range(0, len(images), batch_size)]
-        return torch.cat(chunks).numpy() if chunks else np.empty((0, LeNet5.feature_dim), np.float32)
+        return torch.cat(chunks).cpu().numpy() if chunks else np.empty((0, LeNet5.feature_dim), np.float32)
 
 
 def _accuracy(network: LeNet5, dataset: FiniteDataset, batch_size: int = 1024) -> float:

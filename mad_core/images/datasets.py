@@ -18,7 +18,6 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from mad_core.images.torchvision_compat import import_torchvision
 from mad_core.sources import FiniteDataset
 
 
@@ -105,6 +104,8 @@ def check_mnist_folder(root: str | Path) -> Path:
 
 def load_mnist(root: str | Path) -> TrainTest:
     """MNIST from local IDX files under ROOT/MNIST/raw/ as (N, 1, 28, 28) images (never downloads)."""
+    from mad_core.images.torchvision_compat import import_torchvision  # imports torch: ~1 s
+
     check_mnist_folder(root)
     mnist = import_torchvision().datasets.MNIST
     splits = []

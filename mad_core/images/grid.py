@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -11,19 +12,19 @@ from PIL import Image
 from mad_core.images.torchvision_compat import import_torchvision
 
 
-def save_sample_grid(images: np.ndarray | torch.Tensor, path: str | Path, *, columns: int = 8,
-                     padding: int = 2, scale: int = 1) -> Path:
+def save_sample_grid(images: np.ndarray | torch.Tensor, path: str | Path | BinaryIO, *,
+                     columns: int = 8, padding: int = 2, scale: int = 1) -> str | Path | BinaryIO:
     """Tile images into one grid (torchvision's ``make_grid``) and write it as a PNG with PIL.
 
     Args:
         images: (N, C, H, W) with C in {1, 3} and values in [0, 1] (clipped).
-        path: the PNG file to write; parent folders are created.
+        path: the PNG file to write (parent folders are created), or a binary file.
         columns: images per row.
         padding: pixels of black between tiles.
         scale: integer nearest-neighbour upscaling, so 8x8 digits stay visible.
 
     Returns:
-        The path written.
+        The path (or file) written.
     """
     if isinstance(images, torch.Tensor):
         tensor = images.detach().cpu().float()
@@ -37,7 +38,8 @@ def save_sample_grid(images: np.ndarray | torch.Tensor, path: str | Path, *, col
     image = Image.fromarray(np.ascontiguousarray(pixels))
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG")
     return path

@@ -1,6 +1,56 @@
-"""Generative models with one interface: fit(samples, rng, previous) and sample(n, bias, rng)."""
+"""The model registry: every model's name, options and class in one place.
 
-from mad_core.models.gaussian import GaussianModel
-from mad_core.models.mixture import GaussianMixtureModel
+A model is built from keyword-only options (declared as ``OPTIONS`` beside its class),
+then ``fit(samples, rng, previous) -> self`` trains it on a ``Samples`` training set
+(``previous``: the preceding generation's model, for a warm start where the loop asks
+for one) and ``sample(n, bias, rng) -> Samples`` draws n samples with sampling bias
+``bias`` (lambda) in (0, 1], 1 being the plain unbiased path. ``state_dict()`` and
+``load_state_dict()`` carry its fitted state as arrays and tensors (never pickles).
 
-MODELS = {"gaussian": GaussianModel, "gmm": GaussianMixtureModel}
+Classes load on first use: the neural ones import torch, which a sweep of Gaussian
+trials should not pay for. Options are plain declarations and load with the registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from mad_core.fields import Field, Problem
+from mad_core.models import ddpm, gaussian, mixture
+
+# What a model trains on: "vectors" (n, d) or "images" (n, C, H, W).
+INPUTS = ("vectors", "images")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model.
+
+    Attributes:
+        options: its spec keys (``model_options``).
+        class_path: "module:Class", imported on first ``load``.
+        inputs: the kind of data it trains on.
+        neural: built with ``device`` and ``num_classes`` (runtime facts, not options).
+        check: cross-field rules, (options, data facts) -> problems; data facts is an
+            ``ImageFacts`` for image sources, else None.
+    """
+
+    options: Mapping[str, Field]
+    class_path: str
+    inputs: str
+    neural: bool = False
+    check: Callable[[dict, object], list[Problem]] | None = None
+
+    def load(self) -> type:
+        module, name = self.class_path.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+MODELS: dict[str, ModelEntry] = {
+    "gaussian": ModelEntry(gaussian.OPTIONS, "mad_core.models.gaussian:GaussianModel", "vectors"),
+    "gmm": ModelEntry(mixture.OPTIONS, "mad_core.models.mixture:GaussianMixtureModel", "vectors"),
+    "ddpm": ModelEntry(ddpm.OPTIONS, "mad_core.models.ddpm.model:ClassConditionalDDPM", "images",
+                       neural=True, check=ddpm.check_options),
+}

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from mad_core.fields import Field
 from mad_core.linalg import psd_factor
 from mad_core.models.base import NotFittedError
+from mad_core.samples import Samples
 
 COVARIANCE_ESTIMATORS = ("unbiased", "mle")
+OPTIONS = {
+    "covariance": Field(str, "unbiased", choices=COVARIANCE_ESTIMATORS,
+                        help="covariance estimator (denominator n - 1 or n)"),
+}
 
 
 def covariance_denominator(n: int, estimator: str) -> int:
@@ -40,9 +46,10 @@ class GaussianModel:
     def __init__(self, *, covariance: str = "unbiased"):
         self.covariance = covariance
 
-    def fit(self, samples: np.ndarray, rng: np.random.Generator | None = None,
+    def fit(self, samples: Samples, rng: np.random.Generator | None = None,
             previous: "GaussianModel | None" = None) -> "GaussianModel":
-        """Fit on samples (n, d), n >= 2. rng and previous are unused (closed form)."""
+        """Fit on samples.x (n, d), n >= 2; labels, rng and previous are unused (closed form)."""
+        samples = samples.x
         n = len(samples)
         self.mean_ = samples.mean(axis=0)
         centred = samples - self.mean_
@@ -50,10 +57,18 @@ class GaussianModel:
         self.n_fit_ = n
         return self
 
-    def sample(self, n: int, bias: float, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, n: int, bias: float, rng: np.random.Generator) -> Samples:
         """n samples (n, d) from N(mu, bias * Sigma); bias = 1 is the unbiased model."""
         if not hasattr(self, "mean_"):
             raise NotFittedError("GaussianModel.sample called before fit")
         cov = self.cov_ if bias == 1.0 else bias * self.cov_
         noise = rng.standard_normal((n, len(self.mean_)))
-        return self.mean_ + noise @ psd_factor(cov).T
+        return Samples(self.mean_ + noise @ psd_factor(cov).T)
+
+    def state_dict(self) -> dict:
+        """The fitted mean (d,), covariance (d, d) and training-set size."""
+        return {"mean": self.mean_, "cov": self.cov_, "n_fit": self.n_fit_}
+
+    def load_state_dict(self, state: dict) -> "GaussianModel":
+        self.mean_, self.cov_, self.n_fit_ = state["mean"], state["cov"], int(state["n_fit"])
+        return self

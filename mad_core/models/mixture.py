@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
+from mad_core.fields import Field, size_field
 from mad_core.linalg import psd_factor
 from mad_core.models.base import NotFittedError
+from mad_core.samples import Samples
 from mad_core.seeding import int_seed
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+OPTIONS = {
+    "n_components": size_field(25, help="mixture components K"),
+    "covariance_type": Field(str, "full", choices=COVARIANCE_TYPES,
+                             help="scikit-learn covariance_type"),
+    "max_iter": size_field(100, help="EM iterations per fit"),
+    "em_restarts": size_field(1, help="EM initialisations per fit"),
+    "reg_covar": Field(float, 1e-6, low=0.0, help="added to covariance diagonals"),
+}
+# The fitted attributes of a scikit-learn GaussianMixture that define it (state_dict keys).
+_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "converged_",
+           "n_iter_", "lower_bound_")
 
 
 class GaussianMixtureModel:
@@ -36,23 +47,37 @@ class GaussianMixtureModel:
         self.em_restarts = em_restarts
         self.reg_covar = reg_covar
 
-    def fit(self, samples: np.ndarray, rng: np.random.Generator,
-            previous: "GaussianMixtureModel | None" = None) -> "GaussianMixtureModel":
-        """Fit on samples (n, d) by EM; from ``previous``'s parameters when given."""
+    def _mixture(self, seed: int, warm_start: bool = False):
         # Imported here: scikit-learn takes ~1 s to import, and every trial process of a
         # sweep imports this module, most of them for Gaussian models only.
         from sklearn.mixture import GaussianMixture
 
+        return GaussianMixture(
+            n_components=self.n_components, covariance_type=self.covariance_type,
+            max_iter=self.max_iter, n_init=1 if warm_start else self.em_restarts,
+            reg_covar=self.reg_covar, random_state=seed, warm_start=warm_start)
+
+    def fit(self, samples: Samples, rng: np.random.Generator,
+            previous: "GaussianMixtureModel | None" = None) -> "GaussianMixtureModel":
+        """Fit on samples.x (n, d) by EM; from ``previous``'s parameters when given."""
+        mixture = self._mixture(int_seed(rng), warm_start=previous is not None)
         if previous is not None:
-            mixture = copy.deepcopy(previous.mixture_)
-            mixture.set_params(warm_start=True, random_state=int_seed(rng))
-        else:
-            mixture = GaussianMixture(
-                n_components=self.n_components, covariance_type=self.covariance_type,
-                max_iter=self.max_iter, n_init=self.em_restarts, reg_covar=self.reg_covar,
-                random_state=int_seed(rng))
-        self.mixture_ = mixture.fit(samples)
+            _set_fitted(mixture, previous.state_dict())
+        self.mixture_ = mixture.fit(samples.x)
         self.n_fit_ = len(samples)
+        return self
+
+    def state_dict(self) -> dict:
+        """The fitted mixture's arrays (weights (K,), means (K, d), covariances, ...)."""
+        if not hasattr(self, "mixture_"):
+            raise NotFittedError("GaussianMixtureModel.state_dict called before fit")
+        return {"n_fit": self.n_fit_, **{name: np.asarray(getattr(self.mixture_, name))
+                                         for name in _FITTED}}
+
+    def load_state_dict(self, state: dict) -> "GaussianMixtureModel":
+        self.mixture_ = self._mixture(0)
+        _set_fitted(self.mixture_, state)
+        self.n_fit_ = int(state["n_fit"])
         return self
 
     def _full_covariances(self) -> np.ndarray:
@@ -68,7 +93,7 @@ class GaussianMixtureModel:
             return covs[:, :, None] * np.eye(d)
         return covs[:, None, None] * np.eye(d)
 
-    def sample(self, n: int, bias: float, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, n: int, bias: float, rng: np.random.Generator) -> Samples:
         """n samples (n, d); components keep their weights, covariances scale by bias."""
         if not hasattr(self, "mixture_"):
             raise NotFittedError("GaussianMixtureModel.sample called before fit")
@@ -81,4 +106,16 @@ class GaussianMixtureModel:
         component = np.repeat(np.arange(len(means)), counts)
         noise = rng.standard_normal((n, means.shape[1]))
         samples = means[component] + np.einsum("nij,nj->ni", factors[component], noise)
-        return samples[rng.permutation(n)]
+        return Samples(samples[rng.permutation(n)])
+
+
+def _set_fitted(mixture, state: dict) -> None:
+    """Give a scikit-learn GaussianMixture the fitted state of ``state_dict()``, as if it
+    had been fitted (a warm start continues EM from it)."""
+    for name in _FITTED:
+        value = np.asarray(state[name])
+        setattr(mixture, name, value.item() if value.ndim == 0 else value)
+    mixture.n_features_in_ = mixture.means_.shape[1]
+    # precisions_ follows from the Cholesky factors; scikit-learn derives it the same way.
+    mixture._set_parameters((mixture.weights_, mixture.means_, mixture.covariances_,
+                             mixture.precisions_cholesky_))

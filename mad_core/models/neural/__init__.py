@@ -1,0 +1,1 @@
+"""Neural models: the one training loop they share and the options it reads."""
