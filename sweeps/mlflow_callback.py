@@ -13,16 +13,19 @@ is stored. A restored trial re-reports generations after its checkpoint, some of
 may be stored or buffered already: a record at or below the highest generation seen for
 the trial is dropped (records are deterministic; only ``seconds`` would differ). That
 highest generation is read back from MLflow when a driver first opens a trial's child
-run, so it survives the driver. A generation's metrics sit in one batch with
-``n_train`` last (see ``mlflow_runs.MARKER_KEY``): "stored" means "stored whole".
+run, so it survives the driver. A generation's files (``run_trial``'s artifacts) are
+logged before its metrics, and its metrics sit in one batch with ``n_train`` last (see
+``mlflow_runs.MARKER_KEY``): "stored" means "stored whole", files included.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 from mlflow import MlflowClient
 from mlflow.entities import Param, Run
@@ -32,7 +35,7 @@ from mad_core.spec import resolve_spec
 from sweeps.grid import coordinates_label
 from sweeps.mlflow_runs import (RUN_NAME_LENGTH, child_runs, last_logged_generation,
                                 record_metrics, spec_params)
-from sweeps.trial import CHECKPOINT_FLAG
+from sweeps.trial import ARTIFACTS_KEY, CHECKPOINT_FLAG
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +49,22 @@ def checkpoint_uri(checkpoint: tune.Checkpoint) -> str:
 
 
 @dataclass
+class Pending:
+    """A generation waiting to be written: its record and its files."""
+
+    record: dict
+    artifacts: dict[str, bytes]  # {relative path: content}
+
+
+@dataclass
 class ChildRun:
     """A trial's child run as this driver knows it."""
 
     run_id: str
     last_seen: int  # highest generation stored or buffered
-    pending: list[dict] = field(default_factory=list)  # buffered records, in order
+    pending: list[Pending] = field(default_factory=list)  # buffered, in generation order
     pending_since: float = 0.0  # time.monotonic() of the oldest buffered record
+    device: str | None = None
     cuda_visible_devices: str | None = None
     failures: int = 0  # failed attempts Tune retried from a checkpoint
 
@@ -132,11 +144,30 @@ class MlflowTrialLogger(tune.Callback):
     def _flush(self, child: ChildRun) -> None:
         if not child.pending:
             return
+        # Files first: a generation whose n_train is stored has its files stored too.
+        # Logging a file again overwrites it with the same content, so files of a
+        # generation whose metrics never made it are simply logged again on its re-run.
+        files = {path: content for item in child.pending
+                 for path, content in item.artifacts.items()}
+        if files:
+            self._log_files(child.run_id, files)
         timestamp_ms = int(time.time() * 1000)
-        metrics = [metric for record in child.pending
-                   for metric in record_metrics(record, record["generation"], timestamp_ms)]
+        metrics = [metric for item in child.pending for metric in
+                   record_metrics(item.record, item.record["generation"], timestamp_ms)]
         self.client.log_batch(child.run_id, metrics=metrics)
         child.pending = []
+
+    def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Log each file under its relative path's folder, with its own name."""
+        with tempfile.TemporaryDirectory() as folder:
+            for path, content in files.items():
+                relative = PurePosixPath(path)
+                local = Path(folder, relative)
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(content)
+                parent = str(relative.parent)
+                self.client.log_artifact(run_id, str(local),
+                                         artifact_path=None if parent == "." else parent)
 
     def flush_all(self) -> None:
         """Write every buffered record (the sweep is ending or was interrupted)."""
@@ -150,7 +181,14 @@ class MlflowTrialLogger(tune.Callback):
         record = result.get("record")
         if record is None:
             return
+        # Tune lets callbacks change a result in place: taken out, the files do not stay
+        # in the trial's last result, which Tune keeps in memory and in its snapshots.
+        artifacts = result.pop(ARTIFACTS_KEY, {})
         child = self._child(trial)
+        device = result.get("device")
+        if device is not None and device != child.device:
+            self.client.set_tag(child.run_id, "mad.device", device)
+            child.device = device
         devices = result.get("cuda_visible_devices")
         if devices is not None and devices != child.cuda_visible_devices:
             self.client.set_tag(child.run_id, "mad.cuda_visible_devices", devices)
@@ -162,7 +200,7 @@ class MlflowTrialLogger(tune.Callback):
                                "has a gap", trial.trial_id, generation, child.last_seen)
             if not child.pending:
                 child.pending_since = time.monotonic()
-            child.pending.append(record)
+            child.pending.append(Pending(record, artifacts))
             child.last_seen = generation
         if result.get(CHECKPOINT_FLAG) or time.monotonic() - child.pending_since >= FLUSH_S:
             self._flush(child)

@@ -1,16 +1,20 @@
 """The Ray Tune trainable: one grid point's whole self-consuming loop.
 
-Each generation's record goes to ``tune.report``; every ``checkpoint_every``
-generations (and after the last) the report carries a checkpoint of the loop state.
-A trial continues from a checkpoint -- Tune's own after a lost worker, else the one
+Each generation's record goes to ``tune.report``, with the files the loop produced for
+that generation (sample grid, model snapshots); every ``checkpoint_every`` generations
+(and after the last) the report carries a checkpoint of the loop state. A trial
+continues from a checkpoint -- Tune's own after a lost worker, else the one
 ``mad sweep --resume`` names in ``resume_from`` -- and yields the records an
 uninterrupted run would.
+
+A checkpoint is one file, STATE_FILE, written by ``mad_core.checkpoint`` (tensors and
+arrays) and read with ``torch.load(weights_only=True)``: a checkpoint folder on shared
+storage cannot run code in the trial that restores from it.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,11 +23,13 @@ from typing import Any
 import ray
 from ray import tune
 
+from mad_core.checkpoint import load_state, state_bytes
 from mad_core.loop import SelfConsumingLoop
 from mad_core.spec import resolve_spec
 
-STATE_FILE = "loop_state.pkl"
+STATE_FILE = "loop_state.pt"
 CHECKPOINT_FLAG = "checkpointed"  # set in a result that carries a checkpoint
+ARTIFACTS_KEY = "artifacts"  # {relative path: bytes} in a result, when the generation has files
 
 
 class SpecDriftError(RuntimeError):
@@ -40,21 +46,24 @@ def trial_config(point, checkpoint_every: int, resume_from: str | None = None) -
             "checkpoint_every": checkpoint_every, "resume_from": resume_from}
 
 
-def _restored_state(resume_from: str | None) -> dict | None:
+def restored_state(resume_from: str | None) -> dict | None:
     """The loop state to continue from: Tune's latest checkpoint of this invocation (a
     retry after a failure), else the earlier invocation's, else None (a fresh start)."""
     checkpoint = tune.get_checkpoint() or (resume_from and tune.Checkpoint(resume_from))
     if not checkpoint:
         return None
     with checkpoint.as_directory() as folder:
-        return pickle.loads(Path(folder, STATE_FILE).read_bytes())
+        return load_state(Path(folder, STATE_FILE))
 
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. config["trial"] is a ``trial_config`` dict.
 
-    Reports {"record": mad_core record, "cuda_visible_devices": str (only with GPUs),
-    CHECKPOINT_FLAG: True (only with a checkpoint)} once per generation.
+    Reports, once per generation: {"record": mad_core record,
+    ARTIFACTS_KEY: {relative path: bytes} (only when the generation has files),
+    "device": where the models run (only in the first report of a run_trial call),
+    "cuda_visible_devices": str (only with GPUs),
+    CHECKPOINT_FLAG: True (only with a checkpoint)}.
     """
     trial = config["trial"]
     spec = resolve_spec(trial["spec"])
@@ -62,29 +71,37 @@ def run_trial(config: dict[str, Any]) -> None:
         raise SpecDriftError(
             f"this worker resolves trial {trial['index']} to spec {spec.spec_hash()}, the "
             f"driver to {trial['spec_hash']}: install the same mad-sweep version on every node")
-    loop = SelfConsumingLoop(spec, state=_restored_state(trial["resume_from"]))
-    device = {}
-    if ray.get_gpu_ids():
-        device["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    # Ray limits CUDA_VISIBLE_DEVICES to the trial's GPU, so inside it that GPU is cuda:0.
+    gpus = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")} \
+        if ray.get_gpu_ids() else {}
+    device = "cuda" if gpus else "cpu"
+    loop = SelfConsumingLoop(spec, state=restored_state(trial["resume_from"]), device=device)
     every = trial["checkpoint_every"]
 
-    def next_generation() -> tuple[dict, bytes | None] | None:
-        """(record, pickled loop state when this generation is checkpointed), or None."""
+    def next_generation() -> tuple[dict, dict[str, bytes], bytes | None] | None:
+        """(record, its files, the serialized loop state when this generation is
+        checkpointed), or None. Files and state are taken here because the next call,
+        which runs while the current result is reported, changes the loop."""
         if loop.done:
             return None
         record = loop.step()
         checkpointed = loop.done or record["generation"] % every == 0
-        return record, pickle.dumps(loop.state_dict()) if checkpointed else None
+        return (record, dict(loop.artifacts),
+                state_bytes(loop.state_dict()) if checkpointed else None)
 
     # tune.report blocks until the driver has taken the result (Tune's function
     # trainables report synchronously); computing the next generation meanwhile keeps
     # that wait off the trial's time. The loop is only touched by the one worker thread.
+    announce = {"device": device}  # once: the driver tags the child run with it
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation") as ahead:
         upcoming = ahead.submit(next_generation)
         while (generation := upcoming.result()) is not None:
             upcoming = ahead.submit(next_generation)
-            record, state = generation
-            metrics = {"record": record, **device}
+            record, artifacts, state = generation
+            metrics = {"record": record, **gpus, **announce}
+            announce = {}
+            if artifacts:
+                metrics[ARTIFACTS_KEY] = artifacts
             if state is None:
                 tune.report(metrics)
                 continue

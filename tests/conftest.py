@@ -11,7 +11,6 @@ import math
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -47,38 +46,6 @@ def local_ray():
 
 
 @pytest.fixture
-def two_worker_cluster():
-    """(cluster, [worker node, worker node]): a Ray head without CPUs and two 1-CPU
-    workers, all on 127.0.0.1, this process connected; a test removes a worker to lose
-    the trial running on it. Nodes may be added or removed from the main thread only."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
-                                                             "include_dashboard": False})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
-    yield cluster, workers
-    ray.shutdown()
-    cluster.shutdown()
-
-
-@pytest.fixture
-def wait_until():
-    """wait_until(condition, timeout_s, what): poll condition() every 0.1 s; fail the test
-    with "timed out waiting for <what>" after timeout_s."""
-
-    def wait(condition, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.1)
-
-    return wait
-
-
-@pytest.fixture
 def tracking_uri(tmp_path, monkeypatch) -> str:
     """A fresh sqlite MLflow store; the test runs in tmp_path (where mlruns/ and
     mad_output/ then go)."""
@@ -93,6 +60,20 @@ def slow_trial() -> dict:
     return {"model": "gaussian", "loop": "fresh_data", "n_init": 200, "n_real": 100,
             "n_syn": 100, "chains": 100, "data": {"source": "gaussian", "dim": 60},
             "simulation": "exact"}
+
+
+@pytest.fixture
+def ddpm_trial() -> dict:
+    """A class-conditional DDPM trial spec on 8x8 digits, small enough for tests: a few
+    seconds of set-up (data, feature network), then about 1 s per generation on one core.
+    Keeps a sample grid every generation and a model snapshot at G1, every 2nd
+    generation and the last; `generations` is for the test to set."""
+    return {"model": "ddpm", "loop": "fully_synthetic", "n_init": 200, "n_syn": 200,
+            "grid_every": 1, "snapshot_every": 2, "data": {"source": "digits"},
+            "metrics": {"n_eval": 100, "k": 3},
+            "model_options": {"base_channels": 8, "channel_multipliers": [1, 2], "steps": 15,
+                              "batch_size": 64, "sampler": "ddim", "sampler_steps": 4,
+                              "timesteps": 100, "ema_decay": 0.0}}
 
 
 @pytest.fixture
@@ -146,3 +127,20 @@ def check_store():
         return children
 
     return check
+
+
+@pytest.fixture(scope="session")
+def mnist_folder(tmp_path_factory) -> Path:
+    """A folder with data/MNIST/raw/ holding MNIST-sized IDX files of blank images (sparse
+    files: 60,000 + 10,000 images without writing 55 MB), for shipped MNIST specs and
+    sweeps, whose data.root is the relative folder "data"."""
+    folder = tmp_path_factory.mktemp("mnist")
+    raw = folder / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, count in (("train", 60_000), ("t10k", 10_000)):
+        for kind, shape in (("images-idx3-ubyte", (count, 28, 28)), ("labels-idx1-ubyte", (count,))):
+            header = bytes([0, 0, 8, len(shape)]) + b"".join(s.to_bytes(4, "big") for s in shape)
+            with open(raw / f"{prefix}-{kind}", "wb") as file:
+                file.write(header)
+                file.truncate(len(header) + math.prod(shape))
+    return folder

@@ -68,7 +68,8 @@ def test_broken_yaml_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "not valid YAML" in err
 
 
-def test_every_shipped_spec_is_valid(capsys):
+def test_every_shipped_spec_is_valid(capsys, mnist_folder, monkeypatch):
+    monkeypatch.chdir(mnist_folder)  # MNIST specs read ./data/MNIST/raw/
     for path in SHIPPED_SPECS.glob("*.yaml"):
         code, _, err = run([str(path), "--dry-run"], capsys)
         assert code == 0, (path, err)

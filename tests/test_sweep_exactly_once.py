@@ -6,7 +6,7 @@ with was processed. So a trial that failed after its result f was processed rest
 from a checkpoint r <= f, where r is a checkpoint generation or 0. These tests replay
 every (f, r) through the real logger into a real sqlite store, with the same logger (a
 retry under the same driver) or a fresh one that lost its buffer (a killed driver,
-then --resume), and check the stored histories.
+then --resume), and check the stored histories and files.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mad_core.loop import SelfConsumingLoop
 from sweeps.mlflow_callback import MlflowTrialLogger
 from sweeps.mlflow_runs import open_experiment, provenance_tags, start_parent_run
 from sweeps.sweep_file import load_sweep
-from sweeps.trial import CHECKPOINT_FLAG, trial_config
+from sweeps.trial import ARTIFACTS_KEY, CHECKPOINT_FLAG, trial_config
 
 GENERATIONS = 5
 SWEEP = {"name": "replay", "generations": GENERATIONS,
@@ -33,11 +33,17 @@ def checkpointed(generation: int, checkpoint_every: int) -> bool:
     return generation % checkpoint_every == 0 or generation == GENERATIONS
 
 
+def grid_path(generation: int) -> str:
+    return f"grids/generation_{generation:04d}.png"
+
+
 def result(record: dict, checkpoint_every: int) -> dict:
-    """What run_trial reports for a record."""
+    """What run_trial reports for a record, with a file for every generation."""
+    reported = {"record": record,
+                ARTIFACTS_KEY: {grid_path(record["generation"]): b"%d" % record["generation"]}}
     if checkpointed(record["generation"], checkpoint_every):
-        return {"record": record, CHECKPOINT_FLAG: True}
-    return {"record": record}
+        reported[CHECKPOINT_FLAG] = True
+    return reported
 
 
 def scenarios(checkpoint_every: int):
@@ -78,5 +84,8 @@ def test_history_holds_every_generation_once(write_sweep, tracking_uri, check_st
         logger.on_trial_complete(iteration=0, trials=[trial], trial=trial)
 
     children = check_store(tracking_uri, sweep, parent_run_id)
+    for run in children.values():
+        assert sorted(f.path for f in client.list_artifacts(run.info.run_id, "grids")) == [
+            grid_path(g) for g in range(1, GENERATIONS + 1)]
     if not driver_restarted:
         assert {run.data.tags["mad.failures"] for run in children.values()} == {"1"}

@@ -1,5 +1,6 @@
 """A worker node lost mid-trial: Tune retries the trial from its last checkpoint on
-another node, and its MLflow history still holds every generation exactly once."""
+another node, and its MLflow history still holds every generation exactly once (and, for
+a DDPM trial, which continues from its weights, every generation's files)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,44 @@ def test_trial_on_a_lost_node_resumes_and_logs_each_generation_once(
     children = check_store(tracking_uri, sweep, result.parent_run_id)
     assert sorted(run.data.tags.get("mad.failures", "0") for run in children.values()) == ["0", "1"]
     assert child_runs(client, result.experiment_id, result.parent_run_id).keys() == {0, 1}
+
+
+@pytest.mark.slow  # about 60 s: a three-node cluster, two DDPM trials, one retried
+def test_ddpm_trial_on_a_lost_node_resumes_from_its_weights(
+        two_worker_cluster, write_sweep, tracking_uri, check_store, ddpm_trial):
+    generations = 6
+    cluster, workers = two_worker_cluster
+    sweep = load_sweep(str(write_sweep({
+        "name": "ddpm_node_loss", "trial": {**ddpm_trial, "generations": generations},
+        "grid": {"seed": [0, 1]}, "checkpoint_every": 1, "max_failures": 3})))
+    outcome = {}
+    driver = threading.Thread(target=lambda: outcome.update(
+        result=run_sweep(sweep, tracking_uri=tracking_uri)))
+    driver.start()
+
+    client = MlflowClient(tracking_uri)
+
+    def both_trials_mid_way() -> bool:
+        experiment = client.get_experiment_by_name("ddpm_node_loss")
+        if experiment is None:
+            return False
+        runs = client.search_runs([experiment.experiment_id], "tags.`mad.role` = 'trial'")
+        return len(runs) == 2 and all(
+            1 <= last_logged_generation(client, run.info.run_id) < generations - 1
+            for run in runs)
+
+    # A logged generation has a checkpoint (checkpoint_every: 1), so the lost trial
+    # continues from a saved model and optimizer, not from scratch.
+    wait_until(both_trials_mid_way, 120, "both trials to be mid-way")
+    cluster.remove_node(workers[0], allow_graceful=False)
+    driver.join(timeout=240)
+    assert not driver.is_alive() and "result" in outcome
+
+    result = outcome["result"]
+    assert result.status == "FINISHED"
+    children = check_store(tracking_uri, sweep, result.parent_run_id)
+    assert sorted(run.data.tags.get("mad.failures", "0")
+                  for run in children.values()) == ["0", "1"]
+    for run in children.values():
+        assert sorted(f.path for f in client.list_artifacts(run.info.run_id, "grids")) == [
+            f"grids/generation_{g:04d}.png" for g in range(1, generations + 1)]

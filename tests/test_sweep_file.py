@@ -21,7 +21,8 @@ VALID = {"name": "demo", "trial": TRIAL, "generations": 3,
 
 
 @pytest.mark.parametrize("path", sorted(SHIPPED_SWEEPS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_shipped_sweeps_are_valid(path):
+def test_shipped_sweeps_are_valid(path, mnist_folder, monkeypatch):
+    monkeypatch.chdir(mnist_folder)  # MNIST sweeps read ./data/MNIST/raw/
     sweep = load_sweep(str(path))
     assert sweep.trials and sweep.name == path.stem
 

@@ -39,6 +39,7 @@ def test_four_quarter_gpu_trials_run_together(ray_with_one_gpu, write_sweep, tra
     for run in children:
         assert json.loads(run.data.tags["mad.resources"]) == {"cpu": 0.5, "gpu": 0.25}
         assert run.data.tags["mad.cuda_visible_devices"] == "0"
+        assert run.data.tags["mad.device"] == "cuda"
     starts = [run.info.start_time for run in children]
     ends = [run.info.end_time for run in children]
     assert max(starts) < min(ends), "the four trials did not all run at the same time"

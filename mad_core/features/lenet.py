@@ -123,7 +123,9 @@ class TrainedLeNet:
 
 
 def _accuracy(network: LeNet5, dataset: FiniteDataset, batch_size: int = 1024) -> float:
-    images, labels = torch.from_numpy(dataset.samples), torch.from_numpy(dataset.labels)
+    device = next(network.parameters()).device
+    images = torch.from_numpy(dataset.samples).to(device)
+    labels = torch.from_numpy(dataset.labels).to(device)
     network.eval()
     with torch.inference_mode():
         correct = sum(int((network(images[start:start + batch_size]).argmax(1)
@@ -133,7 +135,8 @@ def _accuracy(network: LeNet5, dataset: FiniteDataset, batch_size: int = 1024) -
 
 
 def train_lenet(train: FiniteDataset, test: FiniteDataset, *, seed: int,
-                training: LeNetTraining = LeNetTraining(), progress: bool = True) -> LeNet5:
+                training: LeNetTraining = LeNetTraining(), progress: bool = True,
+                device: str | torch.device = "cpu") -> LeNet5:
     """Train a LeNet5 on a labelled dataset of (N, C, H, W) images in [0, 1].
 
     Args:
@@ -141,22 +144,25 @@ def train_lenet(train: FiniteDataset, test: FiniteDataset, *, seed: int,
         test: held-out split, with labels; its accuracy is shown after each epoch.
         seed: seeds the ``torch.Generator`` for initialisation and batch order.
         progress: show a tqdm bar over epochs.
+        device: where to train (MNIST's 60,000 images take minutes on a CPU).
     """
     for split in (train, test):
         if split.labels is None:
             raise ValueError(f"{split.name} has no labels; LeNet-5 training needs class labels")
     generator = torch.Generator().manual_seed(seed)
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
-    network = _initialised_lenet(train.samples.shape[1], num_classes, generator)
+    network = _initialised_lenet(train.samples.shape[1], num_classes, generator).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=training.max_learning_rate)
-    images, labels = torch.from_numpy(train.samples), torch.from_numpy(train.labels)
+    images = torch.from_numpy(train.samples).to(device)
+    labels = torch.from_numpy(train.labels).to(device)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, training.max_learning_rate, epochs=training.epochs,
         steps_per_epoch=math.ceil(len(images) / training.batch_size))
     epochs = tqdm(range(training.epochs), desc=f"LeNet-5 on {train.name}", disable=not progress)
     for _ in epochs:
         network.train()
-        for batch in torch.randperm(len(images), generator=generator).split(training.batch_size):
+        order = torch.randperm(len(images), generator=generator).to(device)
+        for batch in order.split(training.batch_size):
             loss = F.cross_entropy(network(images[batch]), labels[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -167,39 +173,47 @@ def train_lenet(train: FiniteDataset, test: FiniteDataset, *, seed: int,
     return network
 
 
-def lenet_cache_key(train: FiniteDataset, test: FiniteDataset, *, seed: int, training: LeNetTraining) -> str:
-    """``lenet5-<train name>-seed<seed>-<digest>``; the digest covers data, settings and code."""
+def lenet_cache_key(train: FiniteDataset, test: FiniteDataset, *, seed: int, training: LeNetTraining,
+                    device_type: str = "cpu") -> str:
+    """``lenet5-<train name>-seed<seed>-<digest>``; the digest covers data, settings, code and
+    the kind of device it trained on (a GPU's kernels give other weights than a CPU's)."""
     identity = {"architecture": ARCHITECTURE, "train": fingerprint(train), "test": fingerprint(test),
                 "training": asdict(training), "seed": seed, "code": _CODE_VERSION}
+    if device_type != "cpu":
+        identity["device"] = device_type
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return f"{ARCHITECTURE}-{train.name}-seed{seed}-{digest}"
 
 
 def cached_lenet(train: FiniteDataset, test: FiniteDataset, *, cache_dir: str | Path, seed: int = 0,
-                 training: LeNetTraining = LeNetTraining(), progress: bool = True) -> TrainedLeNet:
+                 training: LeNetTraining = LeNetTraining(), progress: bool = True,
+                 device: str | torch.device = "cpu") -> TrainedLeNet:
     """The LeNet5 for (train, test, seed, training), trained on the first call and loaded after.
 
     Writes ``<cache_dir>/<key>.pt`` (weights, loaded with ``weights_only=True``) and
     ``<cache_dir>/<key>.json`` (test accuracy, dataset sizes, seed, settings, code version).
     """
-    key = lenet_cache_key(train, test, seed=seed, training=training)
+    device = torch.device(device)
+    key = lenet_cache_key(train, test, seed=seed, training=training, device_type=device.type)
     weights_path, record_path = Path(cache_dir) / f"{key}.pt", Path(cache_dir) / f"{key}.json"
     if weights_path.is_file() and record_path.is_file():
-        checkpoint = torch.load(weights_path, weights_only=True)
+        checkpoint = torch.load(weights_path, map_location=device, weights_only=True)
         network = _uninitialised_lenet(checkpoint["in_channels"], checkpoint["num_classes"])
         network.load_state_dict(checkpoint["state_dict"])
+        network.to(device)
         record = json.loads(record_path.read_text())
         return TrainedLeNet(network.eval(), record["test_accuracy"], key)
 
     started = time.perf_counter()
-    network = train_lenet(train, test, seed=seed, training=training, progress=progress)
+    network = train_lenet(train, test, seed=seed, training=training, progress=progress, device=device)
     accuracy = _accuracy(network, test)
     logger.info("LeNet-5 %s: test accuracy %.4f on %d held-out images", key, accuracy, len(test))
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     # Written under a temporary name, then renamed: trials sharing a cache never read a
     # half-written file. The record goes last: an entry counts once both files exist.
     temporary = weights_path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({"state_dict": network.state_dict(), "in_channels": network.in_channels,
+    cpu_state = {name: tensor.cpu() for name, tensor in network.state_dict().items()}
+    torch.save({"state_dict": cpu_state, "in_channels": network.in_channels,
                 "num_classes": network.num_classes}, temporary)
     os.replace(temporary, weights_path)
     temporary.write_text(json.dumps({

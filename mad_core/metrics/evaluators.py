@@ -107,8 +107,8 @@ class ImageEvaluator:
         cache_dir = cache_dir or default_cache_dir()
         self.lam, self.k, self.n_eval, self.conditional = lam, k, n_eval, conditional
         self.device = device
-        self.lenet = cached_lenet(train, test, cache_dir=cache_dir / "lenet", progress=False)
-        self.lenet.network.to(device)
+        self.lenet = cached_lenet(train, test, cache_dir=cache_dir / "lenet", progress=False,
+                                  device=device)
         self.reference = reference_features(
             cache_dir / "reference", f"{fingerprint(test)}-{self.lenet.cache_key}",
             lambda: self.lenet.features(self._tensor(test.samples)))
