@@ -92,3 +92,41 @@ def test_spec_docs_are_generated_from_the_declarations():
     for fields in (*SOURCE_FIELDS.values(), *MODEL_FIELDS.values()):
         keys |= set(fields)
     assert keys <= documented, keys - documented
+
+
+TINY_DDPM = ["--set", "n_init=150", "--set", "n_syn=150", "--set", "generations=2",
+             "--set", "metrics.n_eval=60", "--set", "metrics.k=3", "--set", "snapshot_every=2",
+             "--set", "model_options.base_channels=8", "--set", "model_options.steps=10",
+             "--set", "model_options.sampler_steps=3"]
+
+
+def test_run_of_a_ddpm_writes_grids_and_loadable_snapshots(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from mad_core.snapshots import load_snapshot
+
+    code, out, err = run(["ddpm_digits_fully_synthetic", *TINY_DDPM, "--device", "cpu",
+                          "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "device cpu" in out and re.search(r"^\s+2\s+150\s", out, re.M)
+    with open(tmp_path / "records.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {"fid_mean", "kid_mean", "precision_mean", "recall_mean", "class_fidelity_mean",
+            "density_mean", "coverage_mean"} <= set(rows[0])
+    for generation in (1, 2):
+        with Image.open(tmp_path / "grids" / f"generation_{generation:04d}.png") as grid:
+            assert grid.width > 100 and grid.height > 100
+    model = load_snapshot(tmp_path / "snapshots" / "generation_0002.pt")
+    images = model.sample(5, bias=1.0, rng=np.random.default_rng(0)).x
+    assert images.shape == (5, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
+
+
+def test_a_gpu_this_machine_lacks_is_refused(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = run(["ddpm_digits_fully_synthetic", "--device", "cuda",
+                        "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "no CUDA GPU" in err and not (tmp_path / "o").exists()

@@ -50,7 +50,52 @@ BAD = [
     ({"data": [1, 2]}, "data", "mapping"),
     ({"model_options": {"covariance": "shrunk"}}, "model_options.covariance", "unbiased, mle"),
     ({"n_init": 1}, "n_init", "too small"),
+    ({"grid_every": 0}, "grid_every", ">= 1"),
+    ({"grid_every": 2}, "grid_every", "image sources"),
+    ({"model": "ddpm"}, "data.source", "trains on images"),
+    ({"model_options": {"channel_mult": [1, 2]}}, "model_options.channel_mult", "unknown key"),
 ]
+
+DIGITS_DDPM = {"model": "ddpm", "loop": "fully_synthetic", "n_init": 500, "n_syn": 500,
+               "data": {"source": "digits"}}
+BAD_DDPM = [
+    ({"model_options": {"chanel_multipliers": [1, 2]}}, "model_options.chanel_multipliers",
+     "did you mean 'channel_multipliers'"),
+    ({"lam": 0.5, "model_options": {"label_dropout": 0.0}}, "model_options.label_dropout",
+     "needs the unconditional model"),
+    ({"model_options": {"channel_multipliers": [1, 2, 2, 2, 2]}},
+     "model_options.channel_multipliers", "cannot take"),
+    ({"model_options": {"channel_multipliers": [1, 0]}},
+     "model_options.channel_multipliers[1]", ">= 1"),
+    ({"model_options": {"channel_multipliers": 2}}, "model_options.channel_multipliers",
+     "a list of"),
+    ({"model_options": {"attention_resolutions": [3]}}, "model_options.attention_resolutions",
+     "not a UNet resolution"),
+    ({"model_options": {"sampler": "ddim"}}, "model_options.sampler_steps", "required"),
+    ({"model_options": {"lr": float("nan")}}, "model_options.lr", "finite"),
+    ({"model_options": {"pad_to": 4}}, "model_options.pad_to", "smaller than"),
+    ({"n_syn": 2_000_000_000}, "n_syn", "exceeds half of this machine"),
+    ({"loop": "fresh_data", "n_real": 500, "n_syn": 500, "generations": 5}, "n_real",
+     "without replacement"),
+    ({"data": {"source": "mnist", "root": "/no/such/folder"}}, "data.root", "MNIST not found"),
+    ({"metrics": {"inception": True}}, "metrics.inception", "Inception weights not found"),
+]
+
+
+@pytest.mark.parametrize("changes, field, words", BAD_DDPM)
+def test_each_ddpm_fault_is_named_before_any_work(changes, field, words, monkeypatch):
+    monkeypatch.setenv("MAD_INCEPTION_WEIGHTS", "/no/such/inception.pt")
+    problems = problems_of({**DIGITS_DDPM, **changes})
+    assert field in problems, problems
+    assert words in problems[field]
+
+
+def test_ddpm_problems_are_reported_together():
+    problems = problems_of({**DIGITS_DDPM, "lam": 0.5, "grid_every": 0,
+                            "data": {"source": "mnist", "root": "/no/such/folder"},
+                            "model_options": {"label_dropout": 0.0, "sampler": "ddim"}})
+    assert {"grid_every", "data.root", "model_options.label_dropout",
+            "model_options.sampler_steps"} <= set(problems)
 
 
 @pytest.mark.parametrize("changes, field, words", BAD)

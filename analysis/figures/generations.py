@@ -12,7 +12,11 @@ from analysis.figures.labels import describe, log_scale_plain_ticks, metric_labe
 from analysis.gaussian_theory import THEORY_LOOPS, expected_trace_and_mean_error
 
 # The metrics plotted, in panel order, when the records have them.
-PANEL_METRICS = ("w2_sq", "mean_err_sq", "trace", "w2_sq_emp", "precision", "recall", "fid")
+PANEL_METRICS = ("w2_sq", "mean_err_sq", "trace", "w2_sq_emp", "w2_sq_sliced", "fid", "fid_inception", "kid",
+                 "precision", "recall", "density", "coverage", "class_fidelity")
+# Shares and ratios near 1: drawn on a linear scale.
+LINEAR_METRICS = ("precision", "recall", "density", "coverage", "class_fidelity")
+PANELS_PER_ROW = 4
 THEORY_METRICS = {"trace": 0, "mean_err_sq": 1}  # index into the closed form's outputs
 MAX_LEGEND_LINES = 12
 THEORY_LABEL = "closed-form E[·]"
@@ -52,8 +56,13 @@ def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[
         limits: group asymptotes indexed by (group, metric) with value, burn_in and
             converged: a converged limit is drawn dotted from the end of its burn-in.
     """
-    figure, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.9),
+    columns = min(len(metrics), PANELS_PER_ROW)
+    rows_of_panels = -(-len(metrics) // columns)
+    figure, grid = plt.subplots(rows_of_panels, columns, figsize=(4.6 * columns, 3.6 * rows_of_panels + 0.6),
                                 squeeze=False, layout="constrained")
+    panels = grid.ravel()[:len(metrics)]
+    for unused in grid.ravel()[len(metrics):]:
+        unused.remove()
     lines = list(records.groupby(line_keys, sort=True)) if line_keys else [((), records)]
     colors = plt.colormaps["viridis" if len(lines) > 10 else "tab10"](
         np.linspace(0, 0.9, len(lines)) if len(lines) > 10 else np.arange(len(lines)))
@@ -65,7 +74,7 @@ def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[
         seeds = rows["run_id"].nunique()
         first = rows.iloc[0]
         theory = closed_form(first, int(rows["generation"].max()))
-        for axis, metric in zip(axes[0], metrics):
+        for axis, metric in zip(panels, metrics):
             per_generation = rows.groupby("generation")[f"{metric}_mean"]
             mean = per_generation.mean()
             axis.plot(mean.index, mean.to_numpy(), color=color, lw=1.6, label=label)
@@ -91,16 +100,17 @@ def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[
                 axis.plot(np.arange(1, len(expected) + 1), expected, color="black", lw=1,
                           ls="--", label=THEORY_LABEL if not theory_drawn else None)
                 theory_drawn = True
-    for axis, metric in zip(axes[0], metrics):
+    for axis, metric in zip(panels, metrics):
         axis.set_xlabel("generation t")
         axis.set_title(metric_label(metric), fontsize=11)
         values = records[f"{metric}_mean"].to_numpy(dtype=float)
-        if metric not in ("precision", "recall") and np.nanmin(values) > 0:
+        if metric not in LINEAR_METRICS and np.nanmin(values) > 0:
             log_scale_plain_ticks(axis)
         axis.grid(alpha=0.3, which="both", lw=0.5)
-    axes[0][0].set_ylabel("mean over chains")
+    for row in grid:
+        row[0].set_ylabel("mean over chains")
     entries: dict[str, object] = {}
-    for axis in axes[0]:
+    for axis in panels:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     # The configurations first, then the reference lines drawn over them.

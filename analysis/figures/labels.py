@@ -13,7 +13,9 @@ METRIC_LABELS = {
     "w2_sq": "W2² to P_r", "w2": "W2 to P_r", "mean_err_sq": "|μ_t − μ|² (mean error)",
     "trace": "tr Σ_t (total variance)", "logdet": "log det Σ_t", "w2_sq_emp": "empirical W2²",
     "w2_emp": "empirical W2", "precision": "precision (quality)", "recall": "recall (diversity)",
-    "fid": "FID", "kid": "KID",
+    "fid": "FID (LeNet features)", "kid": "KID (LeNet features)", "fid_inception": "FID (Inception)",
+    "w2_sq_sliced": "sliced W2²", "density": "density", "coverage": "coverage",
+    "class_fidelity": "class fidelity (LeNet agrees with the label)",
 }
 PARAMETER_SYMBOLS = {
     "lam": "λ", "n_real": "n_r", "n_syn": "n_s", "n_init": "n_init", "loop": "loop",
