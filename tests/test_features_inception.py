@@ -57,3 +57,24 @@ def test_features_go_through_clean_fid_loader_resize_and_scaling(tmp_path):
     assert np.allclose(features[:, :3], [(255 - 128) / 128, -1.0, (127.5 - 128) / 128], atol=1e-5)
     gray = extractor(np.full((1, 1, 8, 8), 1.0, dtype=np.float32))
     assert np.allclose(gray[:, :3], (255 - 128) / 128, atol=1e-5)
+
+
+def test_a_trial_with_inception_fid_records_it(tmp_path, monkeypatch):
+    """metrics.inception: true validates only with weights present, then every generation
+    records fid_inception beside the LeNet metrics."""
+    from mad_core.loop import SelfConsumingLoop
+    from mad_core.spec import SpecError, resolve_spec
+
+    raw = {"model": "ddpm", "loop": "fully_synthetic", "n_init": 120, "n_syn": 120,
+           "generations": 1, "data": {"source": "digits"},
+           "metrics": {"n_eval": 40, "k": 3, "inception": True},
+           "model_options": {"base_channels": 8, "steps": 5, "sampler": "ddim",
+                             "sampler_steps": 2}}
+    monkeypatch.setenv(WEIGHTS_ENVIRONMENT_VARIABLE, str(tmp_path / INCEPTION_WEIGHTS_FILE))
+    with pytest.raises(SpecError, match="metrics.inception: Inception weights not found"):
+        resolve_spec(raw)
+    torch.jit.script(_InceptionStandIn()).save(str(tmp_path / INCEPTION_WEIGHTS_FILE))
+    monkeypatch.setenv("MAD_CACHE_DIR", str(tmp_path / "cache"))
+    record = SelfConsumingLoop(resolve_spec(raw)).step()
+    assert np.isfinite(record["fid_inception_mean"]) and record["fid_inception_mean"] >= 0
+    assert np.isfinite(record["fid_mean"])

@@ -47,37 +47,42 @@ def wait_until(condition, timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.slow  # about 40 s: a three-node cluster and a retried trial
-def test_trial_on_a_lost_node_resumes_and_logs_each_generation_once(
-        two_worker_cluster, write_sweep, tracking_uri, check_store, slow_trial):
-    cluster, workers = two_worker_cluster
-    sweep = load_sweep(str(write_sweep({**SWEEP, "trial": slow_trial})))
+def sweep_losing_a_node(cluster, worker, sweep, tracking_uri: str, mid_way: range):
+    """Run `sweep` in a thread, remove `worker` once every trial has logged a generation
+    in `mid_way`, and return the sweep's outcome."""
     outcome = {}
     # The driver runs in a thread: nodes may only be removed from the main thread.
     driver = threading.Thread(target=lambda: outcome.update(
         result=run_sweep(sweep, tracking_uri=tracking_uri)))
     driver.start()
-
     client = MlflowClient(tracking_uri)
 
-    def both_trials_mid_way() -> bool:
-        experiment = client.get_experiment_by_name("node_loss")
+    def every_trial_mid_way() -> bool:
+        experiment = client.get_experiment_by_name(sweep.name)
         if experiment is None:
             return False
         runs = client.search_runs([experiment.experiment_id], "tags.`mad.role` = 'trial'")
-        return len(runs) == 2 and all(
-            MID_TRIAL_GENERATION <= last_logged_generation(client, run.info.run_id) < 40
-            for run in runs)
+        return len(runs) == len(sweep.trials) and all(
+            last_logged_generation(client, run.info.run_id) in mid_way for run in runs)
 
-    wait_until(both_trials_mid_way, 120, "both trials to be mid-way")
-    cluster.remove_node(workers[0], allow_graceful=False)
+    wait_until(every_trial_mid_way, 120, "every trial to be mid-way")
+    cluster.remove_node(worker, allow_graceful=False)
     driver.join(timeout=240)
     assert not driver.is_alive() and "result" in outcome
+    return outcome["result"]
 
-    result = outcome["result"]
+
+@pytest.mark.slow  # about 40 s: a three-node cluster and a retried trial
+def test_trial_on_a_lost_node_resumes_and_logs_each_generation_once(
+        two_worker_cluster, write_sweep, tracking_uri, check_store, slow_trial):
+    cluster, workers = two_worker_cluster
+    sweep = load_sweep(str(write_sweep({**SWEEP, "trial": slow_trial})))
+    result = sweep_losing_a_node(cluster, workers[0], sweep, tracking_uri,
+                                 range(MID_TRIAL_GENERATION, 40))
     assert result.status == "FINISHED"
     children = check_store(tracking_uri, sweep, result.parent_run_id)
     assert sorted(run.data.tags.get("mad.failures", "0") for run in children.values()) == ["0", "1"]
+    client = MlflowClient(tracking_uri)
     assert child_runs(client, result.experiment_id, result.parent_run_id).keys() == {0, 1}
 
 
@@ -89,34 +94,15 @@ def test_ddpm_trial_on_a_lost_node_resumes_from_its_weights(
     sweep = load_sweep(str(write_sweep({
         "name": "ddpm_node_loss", "trial": {**ddpm_trial, "generations": generations},
         "grid": {"seed": [0, 1]}, "checkpoint_every": 1, "max_failures": 3})))
-    outcome = {}
-    driver = threading.Thread(target=lambda: outcome.update(
-        result=run_sweep(sweep, tracking_uri=tracking_uri)))
-    driver.start()
-
-    client = MlflowClient(tracking_uri)
-
-    def both_trials_mid_way() -> bool:
-        experiment = client.get_experiment_by_name("ddpm_node_loss")
-        if experiment is None:
-            return False
-        runs = client.search_runs([experiment.experiment_id], "tags.`mad.role` = 'trial'")
-        return len(runs) == 2 and all(
-            1 <= last_logged_generation(client, run.info.run_id) < generations - 1
-            for run in runs)
-
     # A logged generation has a checkpoint (checkpoint_every: 1), so the lost trial
     # continues from a saved model and optimizer, not from scratch.
-    wait_until(both_trials_mid_way, 120, "both trials to be mid-way")
-    cluster.remove_node(workers[0], allow_graceful=False)
-    driver.join(timeout=240)
-    assert not driver.is_alive() and "result" in outcome
-
-    result = outcome["result"]
+    result = sweep_losing_a_node(cluster, workers[0], sweep, tracking_uri,
+                                 range(1, generations - 1))
     assert result.status == "FINISHED"
     children = check_store(tracking_uri, sweep, result.parent_run_id)
     assert sorted(run.data.tags.get("mad.failures", "0")
                   for run in children.values()) == ["0", "1"]
+    client = MlflowClient(tracking_uri)
     for run in children.values():
         assert sorted(f.path for f in client.list_artifacts(run.info.run_id, "grids")) == [
             f"grids/generation_{g:04d}.png" for g in range(1, generations + 1)]

@@ -18,6 +18,7 @@ with the trial's lambda and returns {metric: float}.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -114,11 +115,14 @@ class ImageEvaluator:
             lambda: self.lenet.features(self._tensor(test.samples)))
         self.inception = None
         if inception:
-            from mad_core.features.inception import InceptionFeatures
+            from mad_core.features.inception import (INCEPTION_WEIGHTS_FILE, InceptionFeatures,
+                                                     find_inception_weights)
 
+            weights = find_inception_weights() / INCEPTION_WEIGHTS_FILE
+            weights_digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
             self.inception = InceptionFeatures()  # clean-fid's resizer runs on the CPU
             self.inception_reference = reference_features(
-                cache_dir / "reference", f"{fingerprint(test)}-inception",
+                cache_dir / "reference", f"{fingerprint(test)}-inception-{weights_digest}",
                 lambda: self.inception(test.samples))
 
     def _tensor(self, images: np.ndarray):

@@ -26,11 +26,13 @@ import math
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from mad_core.models.base import NotFittedError
 from mad_core.samples import Samples
 
 _SEED_LIMIT = 2**63 - 1
+_LOSS_SHOWN_EVERY = 50  # steps between progress-bar loss updates (each syncs a GPU)
 
 
 def _cpu_copy(value):
@@ -166,15 +168,22 @@ class NeuralModel:
              if self.conditional else None)
         for network in self.networks_.values():
             network.train()
-        remaining, losses = self.total_steps(len(x)), {}
-        while remaining > 0:
-            order = torch.randperm(len(x), generator=order_generator).to(self.device)
-            for batch in order.split(self.batch_size)[:remaining]:
-                losses = self.train_step(x[batch], None if y is None else y[batch],
-                                         noise_generator)
-                if self.ema_ is not None:
-                    self._update_ema()
-                remaining -= 1
+        total = remaining = self.total_steps(len(x))
+        losses = {}
+        # Shown on a terminal only (disable=None): a generation can take minutes.
+        with tqdm(total=total, desc=f"training {type(self).__name__}", unit="step",
+                  leave=False, disable=None) as bar:
+            while remaining > 0:
+                order = torch.randperm(len(x), generator=order_generator).to(self.device)
+                for batch in order.split(self.batch_size)[:remaining]:
+                    losses = self.train_step(x[batch], None if y is None else y[batch],
+                                             noise_generator)
+                    if self.ema_ is not None:
+                        self._update_ema()
+                    remaining -= 1
+                    bar.update()
+                    if (total - remaining) % _LOSS_SHOWN_EVERY == 0:
+                        bar.set_postfix({k: f"{float(v):.4f}" for k, v in losses.items()})
         self.final_losses_ = {name: float(value) for name, value in losses.items()}
         self.n_fit_ = len(x)
         return self
@@ -195,8 +204,10 @@ class NeuralModel:
         network = self.ema_ if self.ema_ is not None else self.networks_[self.sampling_network]
         network.eval()
         chunks = []
+        starts = range(0, n, self.sample_batch_size)
         with torch.inference_mode(), self.autocast():
-            for start in range(0, n, self.sample_batch_size):
+            for start in tqdm(starts, desc=f"sampling {n}", unit="batch", leave=False,
+                              disable=None if len(starts) > 1 else True):
                 count = min(self.sample_batch_size, n - start)
                 batch_labels = (None if labels is None else
                                 torch.as_tensor(labels[start:start + count], dtype=torch.int64,
