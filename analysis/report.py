@@ -147,10 +147,15 @@ def effective_size_table(sweep: Sweep, asymptotes: pd.DataFrame, metric: str,
                           else (reference,)))
         training_sizes = members["n_real"].fillna(0) + members["n_syn"].fillna(0)
         largest = float(max(members["n_init"].max(), training_sizes.max()))
+        if (members["n_real"].fillna(0) == 0).all():
+            continue  # no real data after G1 (fully synthetic): n_e does not apply
         curve = curves.curve(values, largest)
         if curve is None:
+            # The reference keys include every model option: name only the telling ones.
+            telling = {k: v for k, v in values.items()
+                       if k in ("model", "data.source", *varying_parameters(sweep))}
             report.notes.append(
-                f"n_e skipped for {describe(values)}: no reference curve "
+                f"n_e skipped for {describe(telling)}: no reference curve "
                 + ("in the baseline sweep" if curves.baseline is not None else
                    "(only Gaussian models on a Gaussian source have a computed one; pass "
                    "--reference-sweep with baseline trials)"))

@@ -10,11 +10,13 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
 from PIL import Image
 
+import mad_cli
 from mad_core.checkpoint import load_state
 from mad_core.snapshots import load_snapshot
 from sweeps.runner import run_sweep
@@ -69,6 +71,14 @@ def test_ddpm_sweep_logs_metrics_grids_and_snapshots(local_ray, write_sweep, tra
         torch.load(state_file, weights_only=True)
         state = load_state(state_file)
         assert (state["spec_hash"], state["generation"]) == (point.spec.spec_hash(), 3)
+
+    # mad analyze draws the image metrics against generation per lambda, from MLflow.
+    assert mad_cli.main(["analyze", "ddpm_digits", "--tracking-uri", tracking_uri]) == 0
+    out = tmp_path / "mad_output" / "analysis" / "ddpm_digits"
+    with Image.open(out / "generations" / "generations_all.png") as figure:
+        assert figure.width > 1500  # the image metrics' panels, four to a row
+    asymptotes = pd.read_csv(out / "asymptotes.csv")
+    assert {"fid", "kid", "precision", "recall", "class_fidelity"} <= set(asymptotes["metric"])
 
 
 class RunsACommand:
