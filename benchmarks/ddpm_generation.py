@@ -15,9 +15,11 @@ GPU:
    and the metric time on n_eval images, and multiplies out one generation. Real MNIST is
    read with --mnist-root; otherwise a stand-in of the same shape (digits upscaled to
    28x28, repeated to 60,000): the timings depend on the shapes only.
-2. Packing: the shipped digits trial run by 1 process alone, then by 4 processes at once
-   on the same GPU (what four trials with resources.gpu = 0.25 do: Ray starts them as
-   processes that share the card); generations per second of 4 against 1.
+2. Packing (--packing digits mnist): a trial run by 1 process alone, then by 4 processes
+   at once on the same GPU (what four trials with resources.gpu = 0.25 do: Ray starts them
+   as processes that share the card, each with a quarter of the node's cores);
+   generations per second of 4 against 1. "digits" is the shipped digits spec; "mnist" is
+   MAD's MNIST network and batch sizes with fewer steps.
 
 Prints one JSON line per measurement and a summary; --out FILE writes them as JSON.
 """
@@ -205,11 +207,29 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
 
-def pack_worker(generations: int, device: str, overrides: list[str]) -> None:
-    """One trial process: runs `generations` of the shipped digits spec on `device`."""
+# What one packed trial runs: (spec, overrides, generations). "mnist" is MAD's MNIST
+# network and batch sizes with fewer steps (40 training steps, 10 DDIM steps, 10,000
+# images drawn per use), so that 1 and 4 processes finish in minutes.
+PACKED_TRIALS = {
+    "digits": ("ddpm_digits_fully_synthetic", [], 4),
+    "mnist": (MNIST_SPEC, ["n_init=10000", "n_syn=10000", "metrics.n_eval=10000",
+                           "model_options.steps=40", "model_options.sampler=ddim",
+                           "model_options.sampler_steps=10",
+                           "model_options.sample_batch_size=2500"], 2),
+}
+QUICK_OVERRIDES = {
+    "digits": ["model_options.steps=20", "metrics.n_eval=100"],
+    "mnist": ["n_init=500", "n_syn=500", "metrics.n_eval=200", "model_options.base_channels=8",
+              "model_options.steps=5", "model_options.sampler=ddim",
+              "model_options.sampler_steps=2", "model_options.sample_batch_size=250"],
+}
+
+
+def pack_worker(name: str, generations: int, device: str, overrides: list[str]) -> None:
+    """One trial process: runs `generations` of the named packed trial on `device`."""
     from mad_core.loop import SelfConsumingLoop
 
-    spec = shipped("ddpm_digits_fully_synthetic", [*overrides, f"generations={generations}"])
+    spec = shipped(name, [*overrides, f"generations={generations}"])
     loop = SelfConsumingLoop(spec, device=device)
     started = time.time()
     for _ in loop:
@@ -217,15 +237,21 @@ def pack_worker(generations: int, device: str, overrides: list[str]) -> None:
     print(json.dumps({"start": started, "end": time.time(), "generations": generations}))
 
 
-def packing(quick: bool, device: str) -> None:
-    generations = 2 if quick else 4
-    overrides = ["model_options.steps=20", "metrics.n_eval=100"] if quick else []
+def packing(which: str, quick: bool, device: str) -> None:
+    """Generations per second of 4 processes sharing the device against 1 alone."""
+    name, overrides, generations = PACKED_TRIALS[which]
+    if quick:
+        overrides, generations = QUICK_OVERRIDES[which], 2
+    if which == "mnist":
+        root = Path(tempfile.mkdtemp(prefix="mnist"))
+        write_mnist_stand_in(root, 600 if quick else 12_000)
+        overrides = [*overrides, f"data.root={root}"]
     # The LeNet and reference features are cached before the workers start.
-    make_evaluator(shipped("ddpm_digits_fully_synthetic", overrides),
-                   make_real_data(shipped("ddpm_digits_fully_synthetic", overrides)), device)
+    spec = shipped(name, overrides)
+    make_evaluator(spec, make_real_data(spec), device)
     throughput = {}
     for processes in (1, 4):
-        command = [sys.executable, __file__, "--pack-worker", str(generations),
+        command = [sys.executable, __file__, "--pack-worker", name, str(generations),
                    "--device", device, *overrides]
         # Each trial gets a quarter of the node's cores, as Ray gives a trial that asks
         # for cpu: 4 of 16 (its workers see OMP_NUM_THREADS = their CPUs).
@@ -235,11 +261,11 @@ def packing(quick: bool, device: str) -> None:
         runs = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
         wall = max(r["end"] for r in runs) - min(r["start"] for r in runs)
         throughput[processes] = processes * generations / wall
-        report(benchmark="gpu_packing", device=device_name(device), processes=processes,
-               generations_each=generations,
-               wall_s=round(wall, 2), generations_per_s=round(throughput[processes], 4))
-    report(benchmark="gpu_packing_ratio", ratio_4_vs_1=round(throughput[4] / throughput[1], 2),
-           target=3.0)
+        report(benchmark="gpu_packing", trial=which, device=device_name(device),
+               processes=processes, generations_each=generations, wall_s=round(wall, 2),
+               generations_per_s=round(throughput[processes], 4))
+    report(benchmark="gpu_packing_ratio", trial=which,
+           ratio_4_vs_1=round(throughput[4] / throughput[1], 2), target=3.0)
 
 
 def main() -> None:
@@ -249,16 +275,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
     parser.add_argument("--out", type=Path, help="write every measurement as JSON here")
     parser.add_argument("--device", default="cuda", help="with --gpu (cpu: check the script)")
-    parser.add_argument("--packing-only", action="store_true", help="with --gpu: skip MNIST")
-    parser.add_argument("--pack-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--packing", nargs="+", choices=tuple(PACKED_TRIALS),
+                        default=["digits"], help="with --gpu: the trials packed 4 to a device")
+    parser.add_argument("--packing-only", action="store_true", help="with --gpu: skip MNIST rates")
+    parser.add_argument("--pack-worker", nargs=2, metavar=("SPEC", "GENERATIONS"),
+                        help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.pack_worker:
-        pack_worker(args.pack_worker, args.device, rest)
+        pack_worker(args.pack_worker[0], int(args.pack_worker[1]), args.device, rest)
         return
     if args.gpu:
         if not args.packing_only:
             mnist_rates(args.mnist_root, args.quick, args.device)
-        packing(args.quick, args.device)
+        for which in args.packing:
+            packing(which, args.quick, args.device)
     else:
         cpu_benchmark(args.quick)
     if args.out:
