@@ -23,8 +23,12 @@ from sweeps.environment import bind_local_ray_to_loopback
 RAY_TMPDIR = tempfile.mkdtemp(prefix="ray", dir="/tmp")
 # One BLAS/OpenMP thread per process: Ray's workers run beside the test process on few
 # cores, and OpenMP threads that spin-wait for a busy core make torch up to 20x slower.
+# Trained feature networks and reference features go to a cache of the session's own,
+# not the user's ~/.cache/mad-sweep: the suite proves they are built from scratch.
+MAD_CACHE_DIR = tempfile.mkdtemp(prefix="mad-cache")
 os.environ.update({"RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true",
-                   "RAY_TMPDIR": RAY_TMPDIR, "OMP_NUM_THREADS": "1"})
+                   "RAY_TMPDIR": RAY_TMPDIR, "OMP_NUM_THREADS": "1",
+                   "MAD_CACHE_DIR": MAD_CACHE_DIR})
 bind_local_ray_to_loopback()
 
 
@@ -32,6 +36,7 @@ bind_local_ray_to_loopback()
 def ray_tmpdir():
     yield RAY_TMPDIR
     shutil.rmtree(RAY_TMPDIR, ignore_errors=True)
+    shutil.rmtree(MAD_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

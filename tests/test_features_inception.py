@@ -74,7 +74,6 @@ def test_a_trial_with_inception_fid_records_it(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match="metrics.inception: Inception weights not found"):
         resolve_spec(raw)
     torch.jit.script(_InceptionStandIn()).save(str(tmp_path / INCEPTION_WEIGHTS_FILE))
-    monkeypatch.setenv("MAD_CACHE_DIR", str(tmp_path / "cache"))
     record = SelfConsumingLoop(resolve_spec(raw)).step()
     assert np.isfinite(record["fid_inception_mean"]) and record["fid_inception_mean"] >= 0
     assert np.isfinite(record["fid_mean"])
