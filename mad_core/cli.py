@@ -64,9 +64,14 @@ def load_trial_spec(name_or_path: str, overrides: list[str]) -> tuple[TrialSpec,
     return resolve_spec(apply_overrides(load_yaml_mapping(path), overrides)), path
 
 
+def column_width(column: str) -> int:
+    """Room for the column's name and a 5-digit number."""
+    return max(13, len(column))
+
+
 def format_row(record: dict, columns: list[str]) -> str:
     cells = [f"{record['generation']:>4d}", f"{record['n_train']:>8d}"]
-    cells += [f"{record[c]:>13.5g}" for c in columns]
+    cells += [f"{record[c]:>{column_width(c)}.5g}" for c in columns]
     return " ".join(cells)
 
 
@@ -99,7 +104,8 @@ def run_command(args: argparse.Namespace) -> int:
                 writer = csv.DictWriter(handle, fieldnames=list(record))
                 writer.writeheader()
                 columns = [c for c in TABLE_METRICS if c in record]
-                progress.write(f"{'gen':>4} {'n_train':>8} " + " ".join(f"{c:>13}" for c in columns))
+                progress.write(f"{'gen':>4} {'n_train':>8} "
+                               + " ".join(f"{c:>{column_width(c)}}" for c in columns))
             writer.writerow(record)
             handle.flush()  # an interrupted run keeps every finished generation
             for name, content in loop.artifacts.items():
