@@ -20,7 +20,7 @@ from mad_core.sources import RealStream
 from mad_core.spec import TrialSpec, initial_real_size
 
 GRID_ROWS = 8  # samples per class (conditional) or rows of 8 (unconditional) in a grid
-GRID_PIXELS = 256  # grids are upscaled (nearest neighbour) to about this many pixels wide
+GRID_PIXELS = 640  # grids are upscaled (nearest neighbour) to about this many pixels wide
 
 
 @dataclass

@@ -60,8 +60,8 @@ class NeuralModel:
             argument, never a spec key.
         num_classes: classes of the real data's labels (conditional models need it).
         epochs, steps, batch_size, lr, ema_decay, grad_clip, mixed_precision,
-        sample_batch_size: the shared training options (``neural.options``).
-        **options: the model's own options, kept in ``self.options``.
+        sample_batch_size: the shared training options (``neural.options``); a
+            subclass takes its own options and passes these on.
     """
 
     supports_warm_start = True  # bertrand's loop fine-tunes the previous generation
@@ -71,15 +71,13 @@ class NeuralModel:
 
     def __init__(self, *, device: str | torch.device = "cpu", num_classes: int | None = None,
                  epochs: int, steps: int | None, batch_size: int, lr: float, ema_decay: float,
-                 grad_clip: float | None, mixed_precision: bool, sample_batch_size: int,
-                 **options):
+                 grad_clip: float | None, mixed_precision: bool, sample_batch_size: int):
         self.device = torch.device(device)
         self.num_classes = num_classes
         self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
         self.lr, self.ema_decay, self.grad_clip = lr, ema_decay, grad_clip
         self.mixed_precision = mixed_precision and self.device.type == "cuda"
         self.sample_batch_size = sample_batch_size
-        self.options = options
         if self.conditional and not num_classes:
             raise ValueError(f"{type(self).__name__} is class-conditional: give num_classes")
 
