@@ -1,10 +1,13 @@
-"""What every model of a self-consuming loop provides.
+"""What every model of a self-consuming loop provides (the registry in
+``mad_core.models`` lists them).
 
-A model is constructed from keyword-only hyperparameters, then
-``fit(samples, rng, previous) -> self`` trains it (``previous``: the model of the
+A model is constructed from keyword-only options, then ``fit(samples, rng, previous)
+-> self`` trains it on a ``Samples`` training set (``previous``: the model of the
 preceding generation, used only for a warm start by models whose
-``supports_warm_start`` is true), and ``sample(n, bias, rng)`` draws n samples with
-sampling bias ``bias`` in (0, 1] (1 = unbiased). Fitted state ends in ``_``.
+``supports_warm_start`` is true), and ``sample(n, bias, rng) -> Samples`` draws n
+samples with sampling bias ``bias`` in (0, 1] (1 = unbiased). ``state_dict()`` and
+``load_state_dict(state)`` carry the fitted state as arrays and tensors. Fitted state
+ends in ``_``.
 """
 
 
