@@ -25,9 +25,9 @@ import os
 # Before numpy and ray are imported: one BLAS thread everywhere (Ray's workers inherit
 # it), and a local Ray on 127.0.0.1.
 os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-from sweeps.environment import bind_local_ray_to_loopback  # noqa: E402
+from sweeps.environment import configure_local_ray  # noqa: E402
 
-bind_local_ray_to_loopback()
+configure_local_ray()
 
 import argparse  # noqa: E402
 import multiprocessing  # noqa: E402

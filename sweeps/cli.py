@@ -90,9 +90,9 @@ def sweep_command(args: argparse.Namespace) -> int:
         return 0
 
     if args.address is None:
-        from sweeps.environment import bind_local_ray_to_loopback
+        from sweeps.environment import configure_local_ray
 
-        bind_local_ray_to_loopback()  # before ray is imported, which reads it
+        configure_local_ray()  # before ray is imported, which reads it
     from sweeps.ray_cluster import ClusterResourceError
     from sweeps.runner import ResumeError, run_sweep
 

@@ -36,7 +36,18 @@ def apply_tune_settings() -> None:
         os.environ.setdefault(name, value)
 
 
-def bind_local_ray_to_loopback() -> None:
-    """Call before ray is imported, in a process that starts a local Ray."""
-    for name, value in LOOPBACK_RAY.items():
+# Read by every Ray process when it starts (a cluster's nodes need it in the environment
+# of `ray start`, see cluster.yaml). A trial's result travels back to the driver inline
+# up to this size instead of through the object store of the trial's node. Results carry
+# a generation's sample grid and model snapshots (hundreds of kB to tens of MB); in the
+# object store they die with a lost node before the driver has fetched them, and Tune
+# then stops the whole sweep (ObjectReconstructionFailedError) instead of retrying the
+# trial from its checkpoint.
+RESULTS_INLINE = {"RAY_max_direct_call_object_size": str(256 * 2**20)}
+
+
+def configure_local_ray() -> None:
+    """Call before ray is imported, in a process that starts a local Ray: loopback only,
+    and results sent inline."""
+    for name, value in {**LOOPBACK_RAY, **RESULTS_INLINE}.items():
         os.environ.setdefault(name, value)

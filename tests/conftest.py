@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mad_core.loop import TIMING_KEYS, SelfConsumingLoop
-from sweeps.environment import bind_local_ray_to_loopback
+from sweeps.environment import configure_local_ray
 
 # Ray's session folders hold unix sockets, whose paths must stay short.
 RAY_TMPDIR = tempfile.mkdtemp(prefix="ray", dir="/tmp")
@@ -29,7 +29,7 @@ MAD_CACHE_DIR = tempfile.mkdtemp(prefix="mad-cache")
 os.environ.update({"RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true",
                    "RAY_TMPDIR": RAY_TMPDIR, "OMP_NUM_THREADS": "1",
                    "MAD_CACHE_DIR": MAD_CACHE_DIR})
-bind_local_ray_to_loopback()
+configure_local_ray()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -106,3 +106,20 @@ def test_ddpm_trial_on_a_lost_node_resumes_from_its_weights(
     for run in children.values():
         assert sorted(f.path for f in client.list_artifacts(run.info.run_id, "grids")) == [
             f"grids/generation_{g:04d}.png" for g in range(1, generations + 1)]
+
+
+def test_a_result_outlives_the_node_that_made_it(two_worker_cluster):
+    """Results (with grids and snapshots) come back inline, not through the object store
+    of the trial's node: fetched after that node is gone, a result stored there would
+    be lost, and Tune would then stop the whole sweep (sweeps.environment.RESULTS_INLINE)."""
+    cluster, workers = two_worker_cluster
+
+    @ray.remote(max_retries=0, num_cpus=1)
+    def a_large_result() -> bytes:
+        return b"x" * 2_000_000  # a snapshot-sized result
+
+    reference = a_large_result.remote()
+    ray.wait([reference], fetch_local=False)
+    for worker in workers:
+        cluster.remove_node(worker, allow_graceful=False)
+    assert len(ray.get(reference, timeout=30)) == 2_000_000
