@@ -149,3 +149,21 @@ def mnist_folder(tmp_path_factory) -> Path:
                 file.write(header)
                 file.truncate(len(header) + math.prod(shape))
     return folder
+
+
+@pytest.fixture
+def call_counter():
+    """call_counter(network) -> a module calling `network` (x, t, labels) that records
+    the batch size of every call in ``.batches``: how many network passes a sampler makes."""
+    import torch
+
+    class CallCounter(torch.nn.Module):
+        def __init__(self, network):
+            super().__init__()
+            self.network, self.batches = network, []
+
+        def forward(self, x, t, labels):
+            self.batches.append(len(x))
+            return self.network(x, t, labels)
+
+    return CallCounter

@@ -256,19 +256,9 @@ def test_loss_target_is_the_noise_that_made_x_t():
 
 # ----------------------------------------------------------------------------- guidance
 
-class Counter(nn.Module):
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.network, self.batches = network, []
-
-    def forward(self, x, t, labels):
-        self.batches.append(len(x))
-        return self.network(x, t, labels)
-
-
-def test_guidance_zero_is_one_plain_call_and_positive_guidance_one_doubled_call():
+def test_guidance_zero_is_one_plain_call_and_positive_guidance_one_doubled_call(call_counter):
     network = tiny_unet().eval()
-    counter = Counter(network)
+    counter = call_counter(network)
     x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     t, labels = torch.tensor([0, 1, 100, 300, 499]), torch.tensor([0, 3, 5, 9, 2])
     plain = guided_noise(counter, x, t, labels, guidance=0.0, null_label=NULL)

@@ -144,21 +144,9 @@ def test_mixture_bias_one_keeps_the_fitted_components():
     assert distance.max() < 1e-9
 
 
-class _CountingNetwork(torch.nn.Module):
-    """Wraps a UNet and records the batch size of every call."""
-
-    def __init__(self, network):
-        super().__init__()
-        self.network, self.batches = network, []
-
-    def forward(self, x, t, labels):
-        self.batches.append(len(x))
-        return self.network(x, t, labels)
-
-
-def test_ddpm_bias_one_is_one_unguided_call_per_step():
+def test_ddpm_bias_one_is_one_unguided_call_per_step(call_counter):
     model = fitted("ddpm")
-    counting = _CountingNetwork(model.ema_ or model.networks_["model"])
+    counting = call_counter(model.ema_ or model.networks_["model"])
     model.ema_ = counting
     model.sample(10, 1.0, np.random.default_rng(0))
     assert counting.batches == [10] * TINY_DDPM["sampler_steps"]
