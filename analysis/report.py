@@ -5,11 +5,13 @@
 What applies depends on the sweep: metric-vs-generation figures always; asymptotes
 always; n_e (and its figures) where a reference curve exists (Gaussian: computed;
 otherwise from a baseline sweep); phase diagrams where two of (n_r, n_s, lambda) vary;
-the asymptote-vs-n_init figure where n_init varies. No trial is re-run.
+the asymptote-vs-n_init figure where n_init varies; stability verdicts and figures
+(Bertrand's experiment) where a trial runs the bertrand loop. No trial is re-run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -27,7 +29,9 @@ from analysis.figures.generations import panel_metrics, plot_generations
 from analysis.figures.intervals import plot_intervals
 from analysis.figures.labels import describe, facets, metric_label, slug
 from analysis.figures.phase import plot_phase_diagram
+from analysis.figures.stability import plot_stability
 from analysis.load import Sweep
+from analysis.stability import Level, assess_stability, kept_level
 from analysis.reference import (ReferenceCurve, baseline_reference_curve,
                                 exact_gaussian_applies, gaussian_reference_curve,
                                 log_spaced_sizes, reference_key_columns)
@@ -36,6 +40,9 @@ GENERATION_LINE_PARAMETERS = ("loop", "lam", "n_init", "synthetic_source", "lamb
 EFFECTIVE_LINE_PARAMETERS = ("loop", "lam", "n_real")
 INITIAL_LINE_PARAMETERS = ("loop", "lam", "n_real", "n_syn")
 # Phase diagrams: (x, y, one panel per value of) -> file name.
+# Axes of Bertrand's experiment: lines of its figure, not a match for the reference runs.
+STABILITY_LINE_PARAMETERS = ("loop", "lambda_b", "lam")
+STABILITY_DERIVED = ("n_syn", "n_real", "n_total", "real_fraction", "synthetic_source")
 PHASE_DIAGRAMS = {("n_real", "n_syn", "lam"): "phase_nr_ns",
                   ("n_syn", "lam", "n_real"): "phase_lam_ns"}
 REFERENCE_RANGE = 10  # the Gaussian curve reaches 10x the largest training set
@@ -238,6 +245,63 @@ def write_initial_model_figures(asymptotes: pd.DataFrame, varying: list[str], me
         report.save_figure(figure, f"asymptote_vs_n_init{'_' + slug(values) if values else ''}.png")
 
 
+def stability_table(sweep: Sweep, metric: str) -> tuple[pd.DataFrame, dict, list[str]]:
+    """One verdict per trial (``analysis.stability``), the real-data-only level of each
+    configuration (keyed by the text of the matching parameters' values), and those
+    matching parameters.
+
+    The reference of a trial is the bertrand runs with lambda_B = 0 whose parameters
+    match its own except the experiment's axes (STABILITY_LINE_PARAMETERS and the sizes
+    they derive); a reference run itself is judged on its trend only.
+    """
+    trials = sweep.trials.set_index("run_id")
+    varying = varying_parameters(sweep)
+    match = [p for p in varying if p not in (*STABILITY_LINE_PARAMETERS, *STABILITY_DERIVED)]
+    series = sweep.records.pivot(index="run_id", columns="generation", values=f"{metric}_mean")
+    logged = trials["generations_logged"].astype(int)
+
+    def key(run_id) -> tuple:
+        return tuple(as_text(trials.loc[[run_id], match]).iloc[0]) if match else ()
+
+    is_reference = (trials["loop"] == "bertrand") & (trials["lambda_b"].fillna(-1) == 0)
+    references: dict[tuple, list[Level]] = {}
+    for run_id in trials.index[is_reference]:
+        level = kept_level(series.loc[run_id].to_numpy(dtype=float)[:logged[run_id]])
+        if level is not None:
+            references.setdefault(key(run_id), []).append(level)
+    pooled = {k: Level.pooled(levels) for k, levels in references.items()}
+    rows = []
+    for run_id in trials.index:
+        reference = None if is_reference[run_id] else pooled.get(key(run_id))
+        result = assess_stability(series.loc[run_id].to_numpy(dtype=float)[:logged[run_id]],
+                                  reference)
+        if is_reference[run_id] and result.verdict == "settles":
+            result = dataclasses.replace(result, reason=f"no trend (p = {result.slope_p:.2g}); "
+                                                        f"the real-data-only reference")
+        rows.append({"run_id": run_id, **trials.loc[run_id, [*varying, "seed"]].to_dict(),
+                     "metric": metric, **vars(result)})
+    return pd.DataFrame(rows), {k: level.mean for k, level in pooled.items()}, match
+
+
+def write_stability(sweep: Sweep, metric: str, caption: str, report: Report) -> None:
+    """stability.csv and a figure per configuration of Bertrand's experiment."""
+    table, reference_levels, match = stability_table(sweep, metric)
+    report.save_table(table, "stability.csv")
+    varying = varying_parameters(sweep)
+    line_keys = [p for p in varying if p in STABILITY_LINE_PARAMETERS]
+    trials = sweep.trials.set_index("run_id")
+    for values, rows in facets(sweep.records, match):
+        key = tuple(as_text(trials.loc[[rows["run_id"].iloc[0]], match]).iloc[0]) if match else ()
+        title = " · ".join(part for part in (caption, describe(values)) if part)
+        figure = plot_stability(rows, table, line_keys, metric, title, reference_levels.get(key))
+        report.save_figure(figure, f"stability{'_' + slug(values) if values else ''}.png")
+    for line, members in table.groupby(line_keys, sort=True, dropna=False):
+        line = line if isinstance(line, tuple) else (line,)
+        counts = members["verdict"].value_counts()
+        report.notes.append(f"stability of {metric}, {describe(dict(zip(line_keys, line)))}: "
+                            + ", ".join(f"{v} {n}/{len(members)}" for v, n in counts.items()))
+
+
 def analyze(sweep: Sweep, out_dir: Path, *, metric: str | None = None,
             baseline: Sweep | None = None, cache_dir: Path | None = None,
             progress: Callable[[str], None] = lambda message: None) -> Report:
@@ -285,4 +349,7 @@ def analyze(sweep: Sweep, out_dir: Path, *, metric: str | None = None,
     if effective is not None:
         write_effective_size_figures(effective, varying, metric, caption, report)
     write_initial_model_figures(asymptotes, varying, metric, caption, report)
+    if "loop" in sweep.trials and (sweep.trials["loop"] == "bertrand").any():
+        progress("stability verdicts")
+        write_stability(sweep, metric, caption, report)
     return report

@@ -63,7 +63,8 @@ def describe(sweep: Sweep, tracking_uri: str) -> str:
     """What --dry-run prints: grid size, axes, resources, policies and one resolved trial."""
     lines = [f"sweep {sweep.name} ({sweep.path}): {len(sweep.trials)} trials"]
     for axis in sweep.axes:
-        values = list(dict.fromkeys(str(p.coordinates[axis]) for p in sweep.trials))
+        values = list(dict.fromkeys(str(p.coordinates[axis]) for p in sweep.trials
+                                    if axis in p.coordinates))
         lines.append(f"  {axis}: {', '.join(values)}")
     lines += [f"resources per trial: {sweep.resources.cpu:g} CPU, {sweep.resources.gpu:g} GPU "
               f"(GPU only where the cluster has GPUs)",

@@ -117,15 +117,19 @@ def _overlapping_axes(keys: list[str]) -> list[Problem]:
             for outer, inner in itertools.permutations(keys, 2) if inner.startswith(outer + ".")]
 
 
-def _where(field: str, axes: list[str]) -> str:
-    """The sweep-file place of a spec field: grid.<field> when an axis sets it, else trial.<field>."""
+def _where(field: str, axes: list[str], extra_keys: list[str]) -> str:
+    """The sweep-file place of a spec field: extra_trials.<field> when the trial is an
+    extra one that sets it, grid.<field> when an axis sets it, else trial.<field>."""
+    if _under(field, extra_keys):
+        return f"extra_trials.{field}"
     if _under(field, axes):
         return f"grid.{field}"
     return field if field == "generations" else f"trial.{field}"
 
 
-def _group(failures: list[tuple[dict, Problem]], total: int, axes: list[str]) -> list[Problem]:
-    """One problem per (field, message), naming the trials (by coordinates) it hits."""
+def _group(failures: list[tuple[dict, Problem]], total: int) -> list[Problem]:
+    """One problem per (field, message), naming the trials (by coordinates) it hits;
+    failures' fields are already sweep-file places (``_where``)."""
     grouped: dict[tuple[str, str], list[str]] = {}
     for coordinates, problem in failures:
         grouped.setdefault((problem.field, problem.message), []).append(
@@ -138,7 +142,7 @@ def _group(failures: list[tuple[dict, Problem]], total: int, axes: list[str]) ->
             shown = "; ".join(labels[:TRIALS_SHOWN])
             more = f"; and {len(labels) - TRIALS_SHOWN} more" if len(labels) > TRIALS_SHOWN else ""
             where = f"{len(labels)} of {total} trials: {shown}{more}"
-        problems.append(Problem(_where(field, axes), f"{message} [{where}]"))
+        problems.append(Problem(field, f"{message} [{where}]"))
     return problems
 
 
@@ -146,8 +150,28 @@ def _under(field: str, keys: list[str]) -> bool:
     return any(field == key or field.startswith(key + ".") for key in keys)
 
 
-def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[GridPoint]:
-    """Every combination of the grid's axes applied to the base spec, resolved.
+def _extra_coordinates(extra: Any, values_by_key: dict[str, list],
+                       problems: list[Problem]) -> list[tuple[dict, list[str]]]:
+    """(coordinates, keys the entry sets) of the extra trials: each entry's settings
+    crossed with the values of the grid axes it does not set (a control run per seed)."""
+    if not isinstance(extra, list) or not all(isinstance(e, Mapping) and e for e in extra):
+        problems.append(Problem("extra_trials", f"must be a list of non-empty mappings of "
+                                                f"spec keys to values, got {extra!r}"))
+        return []
+    trials = []
+    for settings in extra:
+        settings = {str(k): v for k, v in settings.items()}
+        free = {k: v for k, v in values_by_key.items() if not _under(k, list(settings))}
+        for values in itertools.product(*free.values()):
+            trials.append(({**dict(zip(free, values)), **settings}, list(settings)))
+    return trials
+
+
+def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Any],
+                extra: list | None = None) -> list[GridPoint]:
+    """Every combination of the grid's axes applied to the base spec, resolved, then the
+    ``extra`` trials (see ``_extra_coordinates``): points a product cannot express, such
+    as a fully synthetic control beside a bertrand loop's lambda_B axis.
 
     The last axis varies fastest. Raises SpecError with every problem of the axes and
     of every trial's spec (fields as they appear in the sweep file). A broken axis is
@@ -164,20 +188,24 @@ def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[GridPo
             values_by_key[key] = values
     broken = [key for key in keys if key not in values_by_key]
 
-    combinations = list(itertools.product(*values_by_key.values()))
+    trials = [(dict(zip(values_by_key, values)), [])
+              for values in itertools.product(*values_by_key.values())]
+    if extra is not None:
+        trials += _extra_coordinates(extra, values_by_key, problems)
     points, failures = [], []
-    for index, values in enumerate(combinations):
-        coordinates = dict(zip(values_by_key, values))
+    for index, (coordinates, extra_keys) in enumerate(trials):
         raw = copy.deepcopy(dict(base))
         try:
             for key, value in coordinates.items():
                 set_dotted(raw, key, copy.deepcopy(value))
             points.append(GridPoint(index, coordinates, raw, resolve_spec(raw)))
         except SpecFileError as error:
-            failures.append((coordinates, Problem(key, str(error).removeprefix(f"--set {key}: "))))
+            failures.append((coordinates, Problem(_where(key, keys, extra_keys),
+                                                  str(error).removeprefix(f"--set {key}: "))))
         except SpecError as error:
-            failures += [(coordinates, p) for p in error.problems if not _under(p.field, broken)]
-    problems += _group(failures, len(combinations), keys)
+            failures += [(coordinates, Problem(_where(p.field, keys, extra_keys), p.message))
+                         for p in error.problems if not _under(p.field, broken)]
+    problems += _group(failures, len(trials))
     if problems:
         raise SpecError(problems, context="sweep grid")
     return points

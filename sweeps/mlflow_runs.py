@@ -85,13 +85,14 @@ def spec_params(spec: TrialSpec) -> dict[str, str]:
 
 
 def grid_csv(sweep: Sweep) -> str:
-    """grid.csv: trial_index, one column per axis (non-scalar values as JSON), spec_hash."""
+    """grid.csv: trial_index, one column per axis (non-scalar values as JSON; empty where
+    an extra trial leaves the axis unset), spec_hash."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["trial_index", *sweep.axes, "spec_hash"])
     for point in sweep.trials:
-        cells = [v if isinstance(v, (str, int, float)) else json.dumps(v)
-                 for v in point.coordinates.values()]
+        values = [point.coordinates.get(axis, "") for axis in sweep.axes]
+        cells = [v if isinstance(v, (str, int, float)) else json.dumps(v) for v in values]
         writer.writerow([point.index, *cells, point.spec.spec_hash()])
     return out.getvalue()
 

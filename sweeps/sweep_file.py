@@ -32,7 +32,7 @@ RESOURCE_FIELDS: dict[str, Field] = {
     "cpu": Field(float, 1.0, low=0.0, low_open=True, help="CPUs per trial (may be a fraction)"),
     "gpu": Field(float, 0.0, low=0.0, help="GPUs per trial: a fraction below 1 or a whole number"),
 }
-SWEEP_KEYS = ("name", "trial", "grid", "resources", *RUN_FIELDS)
+SWEEP_KEYS = ("name", "trial", "grid", "extra_trials", "resources", *RUN_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class Sweep:
 
     Attributes:
         trials: every grid point, in grid order (index 0 ..).
-        axes: the grid's keys, in file order.
+        axes: the keys the trials' coordinates set: the grid's, in file order, then
+            those only extra_trials set.
         text: the file as given (logged as the parent run's sweep.yaml).
     """
 
@@ -168,13 +169,14 @@ def parse_sweep(raw: Mapping[str, Any], path: Path, text: str) -> Sweep:
     trials: list[GridPoint] = []
     if base is not None:
         try:
-            trials = expand_grid(base, grid)
+            trials = expand_grid(base, grid, raw.get("extra_trials"))
         except SpecError as error:
             problems += error.problems
     if problems:
         raise SpecError(problems, context=f"sweep file {path}")
     return Sweep(name=name, description=values["description"], path=path, text=text,
-                 axes=tuple(str(k) for k in grid), trials=tuple(trials), resources=resources,
+                 axes=tuple(dict.fromkeys(key for point in trials for key in point.coordinates)),
+                 trials=tuple(trials), resources=resources,
                  checkpoint_every=values["checkpoint_every"],
                  max_failures=values["max_failures"], tracking_uri=values["tracking_uri"])
 

@@ -39,3 +39,34 @@ def test_sweep_then_analyze(local_ray, write_sweep, tracking_uri, tmp_path, caps
     client = MlflowClient(tracking_uri)
     logged = {a.path for a in client.list_artifacts(outcome.parent_run_id, "analysis")}
     assert {"analysis/effective_size.csv", "analysis/phase_lam_ns.png"} <= logged
+
+
+BERTRAND = {
+    "name": "e2e_bertrand",
+    "description": "Bertrand's experiment in miniature",
+    "trial": {"model": "gaussian", "loop": "bertrand", "n_init": 50, "chains": 20,
+              "data": {"source": "gaussian", "dim": 2}},
+    "generations": 80,
+    "grid": {"lambda_b": [0.0, 0.5]},
+    "extra_trials": [{"loop": "fully_synthetic", "lambda_b": None, "n_syn": 50}],
+    "checkpoint_every": 40,
+}
+
+
+def test_bertrand_experiment_gets_a_verdict_per_trial(local_ray, write_sweep, tracking_uri,
+                                                      tmp_path, capsys):
+    outcome = run_sweep(load_sweep(str(write_sweep(BERTRAND))), tracking_uri=tracking_uri)
+    assert (outcome.finished, outcome.failed) == (3, 0)
+    out = tmp_path / "verdicts"
+    assert main(["analyze", "e2e_bertrand", "--tracking-uri", tracking_uri,
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = pd.read_csv(out / "stability.csv").set_index("loop")
+    # The fully synthetic loop's Sigma_t collapses (SCIENCE.md): W2 to P_r grows.
+    synthetic = table.loc["fully_synthetic"]
+    assert synthetic["verdict"] == "drifts" and synthetic["slope"] > 0
+    kept = table.loc["bertrand"].set_index("lambda_b")
+    # With every real sample kept the fit cannot wander off: no trend.
+    assert set(kept["verdict"]) <= {"settles", "settles away"}, kept["reason"].tolist()
+    assert (out / "stability.png").is_file()
+    assert "stability of w2_sq, loop = fully synthetic: drifts 1/1" in printed

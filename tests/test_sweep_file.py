@@ -10,7 +10,7 @@ import pytest
 import mad_cli
 from mad_core.spec import SpecError
 from mad_core.spec_files import SpecFileError
-from sweeps.mlflow_runs import encode_metric
+from sweeps.mlflow_runs import encode_metric, grid_csv
 from sweeps.sweep_file import SHIPPED_SWEEPS, load_sweep
 from sweeps.tracking_store import TrackingStoreError, check_tracking_store, resolve_tracking_uri
 
@@ -48,6 +48,25 @@ def test_grid_is_every_combination_last_axis_fastest(write_sweep):
     assert len({p.spec.spec_hash() for p in sweep.trials}) == 24
 
 
+def test_extra_trials_are_crossed_with_the_axes_they_leave_free(write_sweep):
+    trial = {"model": "gaussian", "loop": "bertrand", "n_init": 20, "generations": 3,
+             "data": {"source": "gaussian", "dim": 2}}
+    sweep = load_sweep(str(write_sweep({
+        "name": "b", "trial": trial, "grid": {"lambda_b": [0.0, 0.5], "seed": [0, 1]},
+        "extra_trials": [{"loop": "fully_synthetic", "lambda_b": None, "n_syn": 20}]})))
+    assert sweep.axes == ("lambda_b", "seed", "loop", "n_syn")
+    extras = sweep.trials[4:]
+    assert [dict(p.coordinates) for p in extras] == [
+        {"seed": 0, "loop": "fully_synthetic", "lambda_b": None, "n_syn": 20},
+        {"seed": 1, "loop": "fully_synthetic", "lambda_b": None, "n_syn": 20}]
+    assert [p.index for p in extras] == [4, 5]
+    assert all(p.spec.loop == "fully_synthetic" and p.spec.lambda_b is None for p in extras)
+    assert len({p.spec.spec_hash() for p in sweep.trials}) == 6
+    rows = grid_csv(sweep).splitlines()
+    assert rows[0] == "trial_index,lambda_b,seed,loop,n_syn,spec_hash"
+    assert rows[1].startswith("0,0.0,0,,,") and rows[5].startswith("4,null,0,fully_synthetic,20,")
+
+
 def test_sweep_defaults(write_sweep):
     sweep = load_sweep(str(write_sweep({"name": "d", "trial": TRIAL})))
     assert len(sweep.trials) == 1 and sweep.axes == ()
@@ -69,6 +88,8 @@ FAULTS = {
     "logspace repeats": ({"grid": {"n_syn": {"logspace": [1, 3, 6]}}}, "grid.n_syn",
                          "repeated integers"),
     "repeated values": ({"grid": {"lam": [0.5, 0.5]}}, "grid.lam", "repeated value"),
+    "extra trials not a list": ({"extra_trials": {"lam": 0.5}}, "extra_trials", "list of"),
+    "bad extra trial": ({"extra_trials": [{"lam": 2.0}]}, "extra_trials.lam", "(0, 1]"),
     "overlapping axes": ({"grid": {"data": [{"source": "gaussian", "dim": 2}], "data.dim": [3]}},
                          "grid.data.dim", "overlaps axis 'data'"),
     "gpu 1.5": ({"resources": {"gpu": 1.5}}, "resources.gpu", "whole number or below 1"),

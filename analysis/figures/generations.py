@@ -13,9 +13,11 @@ from analysis.gaussian_theory import THEORY_LOOPS, expected_trace_and_mean_error
 
 # The metrics plotted, in panel order, when the records have them.
 PANEL_METRICS = ("w2_sq", "mean_err_sq", "trace", "w2_sq_emp", "w2_sq_sliced", "fid", "fid_inception", "kid",
-                 "precision", "recall", "density", "coverage", "class_fidelity")
+                 "precision", "recall", "density", "coverage", "class_fidelity", "modes_covered",
+                 "high_quality")
 # Shares and ratios near 1: drawn on a linear scale.
-LINEAR_METRICS = ("precision", "recall", "density", "coverage", "class_fidelity")
+LINEAR_METRICS = ("precision", "recall", "density", "coverage", "class_fidelity", "modes_covered",
+                  "high_quality")
 PANELS_PER_ROW = 4
 THEORY_METRICS = {"trace": 0, "mean_err_sq": 1}  # index into the closed form's outputs
 MAX_LEGEND_LINES = 12
@@ -63,7 +65,8 @@ def plot_generations(records: pd.DataFrame, line_keys: list[str], metrics: list[
     panels = grid.ravel()[:len(metrics)]
     for unused in grid.ravel()[len(metrics):]:
         unused.remove()
-    lines = list(records.groupby(line_keys, sort=True)) if line_keys else [((), records)]
+    lines = (list(records.groupby(line_keys, sort=True, dropna=False)) if line_keys
+             else [((), records)])
     colors = plt.colormaps["viridis" if len(lines) > 10 else "tab10"](
         np.linspace(0, 0.9, len(lines)) if len(lines) > 10 else np.arange(len(lines)))
     band_notes = set()

@@ -3,6 +3,7 @@ and the splitting of a sweep's varying parameters into lines and separate figure
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Iterator
 
@@ -16,6 +17,7 @@ METRIC_LABELS = {
     "fid": "FID (LeNet features)", "kid": "KID (LeNet features)", "fid_inception": "FID (Inception)",
     "w2_sq_sliced": "sliced W2²", "density": "density", "coverage": "coverage",
     "class_fidelity": "class fidelity (LeNet agrees with the label)",
+    "modes_covered": "modes covered", "high_quality": "high-quality share (within 3σ of a mode)",
 }
 PARAMETER_SYMBOLS = {
     "lam": "λ", "n_real": "n_r", "n_syn": "n_s", "n_init": "n_init", "loop": "loop",
@@ -40,9 +42,15 @@ def format_value(value) -> str:
     return str(value).replace("_", " ")
 
 
+def _unset(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def describe(values: dict) -> str:
-    """{"lam": 0.7, "n_real": 100} -> "λ = 0.7, n_r = 100"."""
-    return ", ".join(f"{PARAMETER_SYMBOLS.get(k, k)} = {format_value(v)}" for k, v in values.items())
+    """{"lam": 0.7, "n_real": 100} -> "λ = 0.7, n_r = 100"; a parameter a trial leaves
+    unset (None, NaN: lambda_B of a fully synthetic control) is left out."""
+    return ", ".join(f"{PARAMETER_SYMBOLS.get(k, k)} = {format_value(v)}"
+                     for k, v in values.items() if not _unset(v))
 
 
 def slug(values: dict) -> str:
