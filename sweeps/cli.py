@@ -63,9 +63,10 @@ def describe(sweep: Sweep, tracking_uri: str) -> str:
     """What --dry-run prints: grid size, axes, resources, policies and one resolved trial."""
     lines = [f"sweep {sweep.name} ({sweep.path}): {len(sweep.trials)} trials"]
     for axis in sweep.axes:
-        values = list(dict.fromkeys(str(p.coordinates[axis]) for p in sweep.trials
-                                    if axis in p.coordinates))
-        lines.append(f"  {axis}: {', '.join(values)}")
+        setting = [p for p in sweep.trials if axis in p.coordinates]
+        values = list(dict.fromkeys(str(p.coordinates[axis]) for p in setting))
+        share = "" if len(setting) == len(sweep.trials) else f" ({len(setting)} trials)"
+        lines.append(f"  {axis}: {', '.join(values)}{share}")
     lines += [f"resources per trial: {sweep.resources.cpu:g} CPU, {sweep.resources.gpu:g} GPU "
               f"(GPU only where the cluster has GPUs)",
               f"checkpoint every {sweep.checkpoint_every} generation(s); up to "
