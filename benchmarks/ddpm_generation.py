@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.packing import device_name, packing as gpu_packing  # noqa: E402
 from mad_core.factory import make_evaluator, make_model, make_real_data  # noqa: E402
 from mad_core.samples import Samples  # noqa: E402
 from mad_core.spec import resolve_spec  # noqa: E402
@@ -201,12 +201,6 @@ def mnist_rates(mnist_root: str | None, quick: bool, device: str) -> None:
                note="measured rates x MAD's counts (one generation is not run whole)")
 
 
-def device_name(device: str) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
-
-
 # What one packed trial runs: (spec, overrides, generations). "mnist" is MAD's MNIST
 # network and batch sizes with fewer steps (40 training steps, 10 DDIM steps, 10,000
 # images drawn per use), so that 1 and 4 processes finish in minutes.
@@ -225,18 +219,6 @@ QUICK_OVERRIDES = {
 }
 
 
-def pack_worker(name: str, generations: int, device: str, overrides: list[str]) -> None:
-    """One trial process: runs `generations` of the named packed trial on `device`."""
-    from mad_core.loop import SelfConsumingLoop
-
-    spec = shipped(name, [*overrides, f"generations={generations}"])
-    loop = SelfConsumingLoop(spec, device=device)
-    started = time.time()
-    for _ in loop:
-        pass
-    print(json.dumps({"start": started, "end": time.time(), "generations": generations}))
-
-
 def packing(which: str, quick: bool, device: str) -> None:
     """Generations per second of 4 processes sharing the device against 1 alone."""
     name, overrides, generations = PACKED_TRIALS[which]
@@ -249,23 +231,7 @@ def packing(which: str, quick: bool, device: str) -> None:
     # The LeNet and reference features are cached before the workers start.
     spec = shipped(name, overrides)
     make_evaluator(spec, make_real_data(spec), device)
-    throughput = {}
-    for processes in (1, 4):
-        command = [sys.executable, __file__, "--pack-worker", name, str(generations),
-                   "--device", device, *overrides]
-        # Each trial gets a quarter of the node's cores, as Ray gives a trial that asks
-        # for cpu: 4 of 16 (its workers see OMP_NUM_THREADS = their CPUs).
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 4) // 4))}
-        workers = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-                   for _ in range(processes)]
-        runs = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
-        wall = max(r["end"] for r in runs) - min(r["start"] for r in runs)
-        throughput[processes] = processes * generations / wall
-        report(benchmark="gpu_packing", trial=which, device=device_name(device),
-               processes=processes, generations_each=generations, wall_s=round(wall, 2),
-               generations_per_s=round(throughput[processes], 4))
-    report(benchmark="gpu_packing_ratio", trial=which,
-           ratio_4_vs_1=round(throughput[4] / throughput[1], 2), target=3.0)
+    gpu_packing(name, overrides, generations, device, report)
 
 
 def main() -> None:
@@ -278,12 +244,7 @@ def main() -> None:
     parser.add_argument("--packing", nargs="+", choices=tuple(PACKED_TRIALS),
                         default=["digits"], help="with --gpu: the trials packed 4 to a device")
     parser.add_argument("--packing-only", action="store_true", help="with --gpu: skip MNIST rates")
-    parser.add_argument("--pack-worker", nargs=2, metavar=("SPEC", "GENERATIONS"),
-                        help=argparse.SUPPRESS)
-    args, rest = parser.parse_known_args()
-    if args.pack_worker:
-        pack_worker(args.pack_worker[0], int(args.pack_worker[1]), args.device, rest)
-        return
+    args = parser.parse_args()
     if args.gpu:
         if not args.packing_only:
             mnist_rates(args.mnist_root, args.quick, args.device)
