@@ -88,4 +88,7 @@ def make_evaluator(spec: TrialSpec, real: RealData, device: str = "cpu"):
             conditional=MODELS[spec.model].load().conditional, inception=metrics["inception"],
             device=device)
     reference = real.source.draw(metrics["n_eval"], generator(spec.seed, Stream.EVAL, 0))
-    return evaluators.PointCloudEvaluator(reference, spec.lam, metrics["k"])
+    distribution = make_distribution(spec)
+    modes = ((distribution.modes, distribution.std)
+             if isinstance(distribution, GaussianGridMixture) else None)
+    return evaluators.PointCloudEvaluator(reference, spec.lam, metrics["k"], modes=modes)

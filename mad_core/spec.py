@@ -18,7 +18,8 @@ from typing import Any, Mapping
 # Re-exported: sweep files and analysis check and type their keys with the same fields.
 from mad_core.fields import (REQUIRED, Field, Problem, SpecError, check_section, check_value,
                              size_field)
-from mad_core.images.sources import IMAGE_SOURCE_FIELDS, ImageFacts, image_facts
+from mad_core.images.sources import (IMAGE_SOURCE_FIELDS, LABELLED_SOURCES, ImageFacts,
+                                     image_facts)
 from mad_core.models import MODELS
 
 __all__ = ["REQUIRED", "Field", "Problem", "SpecError", "TrialSpec", "check_value",
@@ -210,6 +211,12 @@ def _check_consistency(v: dict, problems: list[Problem]) -> None:
         problems.append(Problem("simulation", "exact needs model gaussian on data.source "
                                               "gaussian without data.pool_size; use naive"))
     facts = _check_model_and_source(v, problems)
+    metrics = v["metrics"]
+    closed_form = model == "gaussian" and data.get("source") == "gaussian"  # no sampling
+    if not closed_form and metrics["n_eval"] <= metrics["k"]:
+        problems.append(Problem("metrics.n_eval", f"{metrics['n_eval']} samples cannot give a "
+                                                  f"k-th nearest neighbour with metrics.k = "
+                                                  f"{metrics['k']}; use n_eval > k"))
     if None in (v["n_init"], v["n_real"], v["n_syn"]):
         return
     sizes = {"n_init": v["n_init"]}
@@ -237,10 +244,10 @@ def _check_model_and_source(v: dict, problems: list[Problem]) -> ImageFacts | No
     image source is there (its facts, or None for vector sources or a missing folder)."""
     data, model = v["data"], v["model"]
     entry, images = MODELS[model], data["source"] in IMAGE_SOURCES
-    if entry.inputs == "images" and not images:
+    if "vectors" not in entry.inputs and not images:
         problems.append(Problem("data.source", f"model {model} trains on images: use one of "
                                                f"{', '.join(IMAGE_SOURCES)}"))
-    if entry.inputs == "vectors" and images:
+    if "images" not in entry.inputs and images:
         problems.append(Problem("data.source", f"model {model} trains on vectors: use one of "
                                                f"{', '.join(VECTOR_SOURCES)}"))
     facts = None
@@ -253,6 +260,8 @@ def _check_model_and_source(v: dict, problems: list[Problem]) -> ImageFacts | No
             facts = image_facts(data)
         except (OSError, ValueError) as error:
             problems.append(Problem("data.root", str(error)))
+        else:
+            _check_image_facts(v, facts, problems)
     elif not images:
         if v["grid_every"] is not None:
             problems.append(Problem("grid_every", f"sample grids are drawn for image sources "
@@ -270,6 +279,26 @@ def _check_model_and_source(v: dict, problems: list[Problem]) -> ImageFacts | No
         except InceptionWeightsMissingError as error:
             problems.append(Problem("metrics.inception", str(error)))
     return facts
+
+
+def _check_image_facts(v: dict, facts: ImageFacts, problems: list[Problem]) -> None:
+    """A conditional model has labels to train on; the held-out split can serve as the
+    k-NN metrics' reference."""
+    data, model = v["data"], v["model"]
+    if MODELS[model].conditional and facts.num_classes is None:
+        unconditional = [name for name, entry in MODELS.items() if "images" in entry.inputs
+                         and not entry.conditional]
+        problems.append(Problem("data.source", (
+            f"model {model} is class-conditional and data.source {data['source']} has no "
+            f"labels; use a labelled source ({', '.join(LABELLED_SOURCES)}) or an "
+            f"unconditional image model ({', '.join(unconditional) or 'none yet'})")))
+    k = v["metrics"]["k"]
+    if k is not None and facts.test_size <= k:
+        field = "data.test_fraction" if "test_fraction" in data else "data.root"
+        problems.append(Problem(field, f"the held-out split has {facts.test_size} images, too "
+                                       f"few for the image metrics' k-NN with metrics.k = {k} "
+                                       f"(needs more than k); hold out more images or lower "
+                                       f"metrics.k"))
 
 
 def _check_finite_real_data(v: dict, size: int, what: str, field: str,

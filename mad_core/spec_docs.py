@@ -18,7 +18,7 @@ from mad_core.spec import (COMMON_DATA_FIELDS, METRIC_FIELDS, MODEL_FIELDS, SOUR
                            TOP_FIELDS)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
-_BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z_.]+) -->\n).*?(<!-- end generated -->)", re.S)
+_BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z0-9_.]+) -->\n).*?(<!-- end generated -->)", re.S)
 
 
 def _default(field: Field) -> str:

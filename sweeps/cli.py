@@ -65,7 +65,8 @@ def describe(sweep: Sweep, tracking_uri: str) -> str:
     for axis in sweep.axes:
         setting = [p for p in sweep.trials if axis in p.coordinates]
         values = list(dict.fromkeys(str(p.coordinates[axis]) for p in setting))
-        share = "" if len(setting) == len(sweep.trials) else f" ({len(setting)} trials)"
+        share = ("" if len(setting) == len(sweep.trials) else
+                 f" ({len(setting)} trial{'s' if len(setting) > 1 else ''})")
         lines.append(f"  {axis}: {', '.join(values)}{share}")
     lines += [f"resources per trial: {sweep.resources.cpu:g} CPU, {sweep.resources.gpu:g} GPU "
               f"(GPU only where the cluster has GPUs)",

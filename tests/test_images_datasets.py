@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits as sklearn_digits
 
-from mad_core.images.datasets import (MNIST_FILES, check_mnist_folder, fingerprint, load_digits,
-                                      load_image_folder, load_mnist)
+from mad_core.images.datasets import (MNIST_FILES, check_mnist_folder, decode_images, fingerprint,
+                                      image_files, load_digits, load_image_folder, load_mnist)
 from mad_core.sources import FiniteDataset, RealStream
 
 
@@ -107,3 +107,15 @@ def test_missing_or_empty_image_folder_is_a_clear_error(tmp_path):
         load_image_folder(tmp_path / "absent", resolution=8)
     with pytest.raises(FileNotFoundError, match=r"no image files \(\.png"):
         load_image_folder(tmp_path, resolution=8)
+
+
+def test_decoding_threads_do_not_change_the_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    for index in range(7):
+        size = (int(rng.integers(9, 30)), int(rng.integers(9, 30)))
+        Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).save(tmp_path / f"{index}.png")
+    paths = image_files(tmp_path)
+    one = decode_images(paths, resolution=8, workers=1, progress=False)
+    assert one.shape == (7, 3, 8, 8) and one.dtype == np.uint8
+    assert np.array_equal(one, decode_images(paths, resolution=8, workers=3, progress=False))
+    assert not np.array_equal(one[0], one[1])

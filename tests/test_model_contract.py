@@ -36,6 +36,17 @@ CONTRACT_SPECS = {
     "ddpm": {"model": "ddpm", "loop": "bertrand", "n_init": 120, "lambda_b": 0.5, "lam": 0.5,
              "model_options": TINY_DDPM, "data": {"source": "digits"},
              "metrics": {"n_eval": 60, "k": 3}, "grid_every": 1, "snapshot_every": 2},
+    "flow": {"model": "flow", "loop": "bertrand", "n_init": 200, "lambda_b": 0.5, "lam": 0.75,
+             "model_options": {"coupling_layers": 2, "hidden": 16, "steps": 10, "batch_size": 64,
+                               "ema_decay": 0.9},
+             "data": {"source": "rosenbrock"}, "metrics": {"n_eval": 150}, "snapshot_every": 2},
+    "stylegan2": {"model": "stylegan2", "loop": "bertrand", "n_init": 120, "lambda_b": 0.5,
+                  "lam": 0.5,
+                  "model_options": {"latent_dim": 16, "w_dim": 16, "mapping_layers": 2,
+                                    "channels": 8, "steps": 6, "batch_size": 32,
+                                    "r1_interval": 2, "truncation_samples": 500},
+                  "data": {"source": "digits"}, "metrics": {"n_eval": 60, "k": 3},
+                  "grid_every": 1, "snapshot_every": 2},
 }
 GENERATIONS = 4
 

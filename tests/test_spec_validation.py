@@ -54,6 +54,7 @@ BAD = [
     ({"grid_every": 2}, "grid_every", "image sources"),
     ({"model": "ddpm"}, "data.source", "trains on images"),
     ({"model_options": {"channel_mult": [1, 2]}}, "model_options.channel_mult", "unknown key"),
+    ({"model": "gmm", "metrics": {"n_eval": 5, "k": 5}}, "metrics.n_eval", "use n_eval > k"),
 ]
 
 DIGITS_DDPM = {"model": "ddpm", "loop": "fully_synthetic", "n_init": 500, "n_syn": 500,

@@ -5,11 +5,13 @@
   and coverage, and W2 by optimal transport between n_eval samples and n_eval held-out
   real points: POT's sliced W2 (``w2_sq_sliced``, O(n log n) per projection) always,
   and the exact EMD (``w2_sq_emp``, O(n^3)) only up to ``EXACT_EMD_MAX`` points.
-- ``ImageEvaluator``: image sources. On the 84-d features of a LeNet-5 trained once per
-  dataset (MAD's MNIST FID): FID, KID, precision/recall/density/coverage against the
-  held-out test split; class fidelity (the share of generated images that the LeNet
-  classifies as the label they were generated for) for conditional models; FID on
-  clean-fid's Inception features when ``metrics.inception`` is on.
+- ``ImageEvaluator``: image sources. FID, KID, precision/recall/density/coverage against
+  the held-out test split, on the features of a network trained once per dataset:
+  LeNet-5's 84-d layer for labelled sources (MAD's MNIST FID), a convolutional
+  autoencoder's 64-d bottleneck for unlabelled ones (an image folder); class fidelity
+  (the share of generated images that the LeNet classifies as the label they were
+  generated for) for conditional models on labelled sources; FID on clean-fid's
+  Inception features when ``metrics.inception`` is on.
 
 The real side of every metric (reference statistics, features, held-out points) is
 computed once in the constructor. ``evaluator(model, rng)`` draws ``n_eval`` samples
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mad_core.metrics.gaussian import GaussianReference, gaussian_metrics
+from mad_core.metrics.modes import mode_metrics
 from mad_core.metrics.precision_recall import precision_recall
 from mad_core.seeding import int_seed
 from mad_core.sources import FiniteDataset
@@ -60,20 +63,29 @@ def _precision_recall_metrics(real: np.ndarray, fake: np.ndarray, k: int) -> dic
 class PointCloudEvaluator:
     """Sample-based metrics for low-dimensional sources.
 
+    Besides precision/recall and W2: ``trace``, the trace of the samples' covariance
+    (the spread that a biased loop shrinks; for a fitted Gaussian it is tr Sigma_t), and
+    on a grid of modes, ``modes_covered`` and ``high_quality`` (``metrics.modes``).
+
     Args:
         reference: (n_eval, d) held-out real points.
         lam: the trial's sampling bias (metrics judge the samples the loop would use).
         k: neighbour index of precision/recall.
+        modes: (m, d) mode centres and their std, for a grid-of-modes source.
     """
 
-    def __init__(self, reference: np.ndarray, lam: float, k: int):
-        self.reference, self.lam, self.k = reference, lam, k
+    def __init__(self, reference: np.ndarray, lam: float, k: int,
+                 modes: tuple[np.ndarray, float] | None = None):
+        self.reference, self.lam, self.k, self.modes = reference, lam, k, modes
 
     def __call__(self, model, rng: np.random.Generator) -> dict[str, float]:
         import ot  # POT imports in ~1 s; Gaussian-only trial processes never need it
 
         samples = model.sample(len(self.reference), self.lam, rng).x
         metrics = _precision_recall_metrics(self.reference, samples, self.k)
+        metrics["trace"] = float(np.trace(np.atleast_2d(np.cov(samples, rowvar=False))))
+        if self.modes is not None:
+            metrics.update(mode_metrics(samples, *self.modes))
         sliced = ot.sliced_wasserstein_distance(samples, self.reference,
                                                 n_projections=SLICED_PROJECTIONS, p=2,
                                                 seed=int_seed(rng))
@@ -89,11 +101,16 @@ class PointCloudEvaluator:
 class ImageEvaluator:
     """Image metrics against a held-out test split (see the module docstring).
 
+    The feature network, trained on train and cached, is chosen by the data: LeNet-5
+    when train has labels, else the autoencoder (``feature_extractor``; ``feature_network``
+    names it: "lenet5" or "conv_autoencoder"). Metric names are the same for both.
+
     Args:
-        train, test: the dataset's splits (N, C, H, W) in [0, 1] with labels; the LeNet
-            is trained on train (cached), test is the reference.
+        train, test: the dataset's splits (N, C, H, W) in [0, 1], with or without labels;
+            the feature network is trained on train (cached), test is the reference.
         lam, k, n_eval: the trial's sampling bias, P/R neighbour index, samples drawn.
-        conditional: the model samples labels (class fidelity is measured).
+        conditional: the model samples labels (class fidelity is measured, when the
+            data has labels).
         inception: also FID on Inception features (its weights must be on the machine).
         device: where the feature networks run.
     """
@@ -101,18 +118,29 @@ class ImageEvaluator:
     def __init__(self, train: FiniteDataset, test: FiniteDataset, *, lam: float, k: int,
                  n_eval: int, conditional: bool, inception: bool, device="cpu",
                  cache_dir: Path | None = None):
-        from mad_core.features.lenet import cached_lenet
         from mad_core.images.datasets import fingerprint
         from mad_core.metrics.image_metrics import reference_features
 
-        cache_dir = cache_dir or default_cache_dir()
+        cache_dir = Path(cache_dir or default_cache_dir())
         self.lam, self.k, self.n_eval, self.conditional = lam, k, n_eval, conditional
         self.device = device
-        self.lenet = cached_lenet(train, test, cache_dir=cache_dir / "lenet", progress=False,
-                                  device=device)
+        self.lenet = None  # labelled data only: its classifier also gives class fidelity
+        if train.labels is not None:
+            from mad_core.features.lenet import ARCHITECTURE, cached_lenet
+
+            self.lenet = cached_lenet(train, test, cache_dir=cache_dir / "lenet", progress=False,
+                                      device=device)
+            self.feature_extractor = self.lenet
+        else:
+            from mad_core.features.autoencoder import ARCHITECTURE, cached_autoencoder
+
+            # Minutes on a CPU for a large folder: its progress bar shows on a terminal.
+            self.feature_extractor = cached_autoencoder(train, test, device=device,
+                                                        cache_dir=cache_dir / "autoencoder")
+        self.feature_network = ARCHITECTURE
         self.reference = reference_features(
-            cache_dir / "reference", f"{fingerprint(test)}-{self.lenet.cache_key}",
-            lambda: self.lenet.features(self._tensor(test.samples)))
+            cache_dir / "reference", f"{fingerprint(test)}-{self.feature_extractor.cache_key}",
+            lambda: self.feature_extractor.features(self._tensor(test.samples)))
         self.inception = None
         if inception:
             from mad_core.features.inception import (INCEPTION_WEIGHTS_FILE, InceptionFeatures,
@@ -137,12 +165,12 @@ class ImageEvaluator:
 
         samples = model.sample(self.n_eval, self.lam, rng)
         images = self._tensor(samples.x)
-        features = self.lenet.features(images)
+        features = self.feature_extractor.features(images)
         metrics = {"fid": fid_from_statistics(FeatureStatistics.of(features),
                                               self.reference.statistics),
                    "kid": kid(features, self.reference.features, seed=int_seed(rng)),
                    **_precision_recall_metrics(self.reference.features, features, self.k)}
-        if self.conditional and samples.y is not None:
+        if self.conditional and samples.y is not None and self.lenet is not None:
             with torch.inference_mode():
                 logits = torch.cat([self.lenet.network(chunk) for chunk in images.split(1024)])
             predicted = logits.argmax(1).cpu().numpy()

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from mad_core.fields import Field, Problem
-from mad_core.models import ddpm, gaussian, mixture
+from mad_core.models import ddpm, flow, gaussian, mixture, stylegan, wgan
 
-# What a model trains on: "vectors" (n, d) or "images" (n, C, H, W).
-INPUTS = ("vectors", "images")
+# What a model trains on: "vectors" (n, d), "images" (n, C, H, W), or both.
+VECTORS, IMAGES = ("vectors",), ("images",)
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,18 @@ class ModelEntry:
     Attributes:
         options: its spec keys (``model_options``).
         class_path: "module:Class", imported on first ``load``.
-        inputs: the kind of data it trains on.
+        inputs: the kinds of data it trains on (``VECTORS``, ``IMAGES`` or both).
         neural: built with ``device`` and ``num_classes`` (runtime facts, not options).
+        conditional: trains on and samples class labels (needs a labelled source).
         check: cross-field rules, (options, data facts) -> problems; data facts is an
             ``ImageFacts`` for image sources, else None.
     """
 
     options: Mapping[str, Field]
     class_path: str
-    inputs: str
+    inputs: tuple[str, ...]
     neural: bool = False
+    conditional: bool = False
     check: Callable[[dict, object], list[Problem]] | None = None
 
     def load(self) -> type:
@@ -49,8 +51,14 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "gaussian": ModelEntry(gaussian.OPTIONS, "mad_core.models.gaussian:GaussianModel", "vectors"),
-    "gmm": ModelEntry(mixture.OPTIONS, "mad_core.models.mixture:GaussianMixtureModel", "vectors"),
-    "ddpm": ModelEntry(ddpm.OPTIONS, "mad_core.models.ddpm.model:ClassConditionalDDPM", "images",
-                       neural=True, check=ddpm.check_options),
+    "gaussian": ModelEntry(gaussian.OPTIONS, "mad_core.models.gaussian:GaussianModel", VECTORS),
+    "gmm": ModelEntry(mixture.OPTIONS, "mad_core.models.mixture:GaussianMixtureModel", VECTORS),
+    "ddpm": ModelEntry(ddpm.OPTIONS, "mad_core.models.ddpm.model:ClassConditionalDDPM", IMAGES,
+                       neural=True, conditional=True, check=ddpm.check_options),
+    "wgan_gp": ModelEntry(wgan.OPTIONS, "mad_core.models.wgan.model:WGANGP", VECTORS + IMAGES,
+                          neural=True, check=wgan.check_options),
+    "flow": ModelEntry(flow.OPTIONS, "mad_core.models.flow.model:NormalizingFlow", VECTORS,
+                       neural=True, check=flow.check_options),
+    "stylegan2": ModelEntry(stylegan.OPTIONS, "mad_core.models.stylegan.model:StyleGAN2", IMAGES,
+                            neural=True, check=stylegan.check_options),
 }

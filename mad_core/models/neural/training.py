@@ -5,9 +5,16 @@ A neural model subclasses ``NeuralModel`` and supplies only:
 - ``build_networks(generator)``: its networks, initialised from ``generator``;
 - ``train_step(x, y, generator)``: one optimisation step on a batch (forward passes
   inside ``self.autocast()``, updates through ``self.optimize``);
-- ``generate(network, labels, bias, generator)``: a batch of samples in [0, 1] from the
+- ``generate(network, labels, count, bias, generator)``: a batch of samples from the
   sampling network (its EMA copy when EMA is on), with ``bias`` (lambda) mapped onto the
   model's own knob and ``bias == 1`` the plain path.
+
+Data scale: images (n, C, H, W) reach ``train_step`` in [0, 1] as the sources give them,
+and samples are clipped to [0, 1]. Vectors (n, d) are standardised per coordinate with
+the training set's mean and standard deviation (fixed at a from-scratch fit, carried by
+warm starts and ``state_dict``), so a network sees unit-scale data whatever the source's
+range (the 25-mode grid spans +-4, Rosenbrock's y tens); ``generate`` returns
+standardised vectors and the base maps them back.
 
 The base owns everything else: batches over the training set, Adam, epochs or steps,
 gradient clipping, the EMA of the sampling network, bfloat16 autocast on CUDA, warm
@@ -45,6 +52,17 @@ def _cpu_copy(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_cpu_copy(item) for item in value)
     return value
+
+
+def _standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) that map vectors x (n, d) to zero mean and unit variance per
+    coordinate; images (and constant coordinates) keep their scale."""
+    if x.ndim != 2:
+        shape = (1,) * (x.ndim - 1)
+        return np.zeros(shape, np.float32), np.ones(shape, np.float32)
+    scale = x.std(axis=0)
+    return (x.mean(axis=0).astype(np.float32),
+            np.where(scale > 0, scale, 1.0).astype(np.float32))
 
 
 def _torch_generator(rng: np.random.Generator, device: torch.device) -> torch.Generator:
@@ -92,13 +110,14 @@ class NeuralModel:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None,
                    generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """One step on a batch x (B, *sample_shape) in [0, 1], labels y (B,) or None;
+        """One step on a batch x (B, *sample_shape) in network scale (see the module
+        docstring), labels y (B,) or None;
         returns the losses (detached scalars)."""
         raise NotImplementedError
 
     def generate(self, network: nn.Module, labels: torch.Tensor | None, count: int,
                  bias: float, generator: torch.Generator) -> torch.Tensor:
-        """`count` samples (count, *sample_shape) in the data's scale from `network`."""
+        """`count` samples (count, *sample_shape) in network scale from `network`."""
         raise NotImplementedError
 
     # -- helpers for train_step ------------------------------------------------------
@@ -148,20 +167,22 @@ class NeuralModel:
 
     def fit(self, samples: Samples, rng: np.random.Generator,
             previous: "NeuralModel | None" = None) -> "NeuralModel":
-        """Train on samples.x (n, *sample_shape) in [0, 1] (and labels samples.y for a
+        """Train on samples.x (n, *sample_shape) (and labels samples.y for a
         conditional model): from scratch, or from ``previous``'s weights, optimizer and
         EMA state (a warm start)."""
         if self.conditional and samples.y is None:
             raise ValueError(f"{type(self).__name__} is class-conditional but the training "
                              f"set has no labels")
         self.sample_shape_ = tuple(samples.x.shape[1:])
+        if previous is None:
+            self.data_shift_, self.data_scale_ = _standardisation(samples.x)
         init_generator = _torch_generator(rng, torch.device("cpu"))
         order_generator = _torch_generator(rng, torch.device("cpu"))
         noise_generator = _torch_generator(rng, self.device)
         self._setup(init_generator)
         if previous is not None:
             self.load_state_dict(previous.state_dict())
-        x = torch.from_numpy(np.ascontiguousarray(samples.x, dtype=np.float32)).to(self.device)
+        x = torch.from_numpy(self._to_network_scale(samples.x)).to(self.device)
         y = (torch.from_numpy(samples.y.astype(np.int64)).to(self.device)
              if self.conditional else None)
         for network in self.networks_.values():
@@ -189,7 +210,8 @@ class NeuralModel:
     # -- sampling --------------------------------------------------------------------
     def sample(self, n: int, bias: float, rng: np.random.Generator,
                labels: np.ndarray | None = None) -> Samples:
-        """n samples (n, *sample_shape), float32 in [0, 1], with sampling bias `bias`.
+        """n samples (n, *sample_shape), float32 in the data's scale (images in [0, 1]),
+        with sampling bias `bias`.
 
         A conditional model draws labels uniformly over its classes from `rng` unless
         `labels` (n,) are given (a sample grid fixes them).
@@ -211,9 +233,20 @@ class NeuralModel:
                                 torch.as_tensor(labels[start:start + count], dtype=torch.int64,
                                                 device=self.device))
                 chunk = self.generate(network, batch_labels, count, bias, generator)
-                chunks.append(chunk.float().clamp_(0, 1).cpu())
+                chunks.append(chunk.float().cpu())
         x = torch.cat(chunks).numpy() if chunks else np.empty((0, *self.sample_shape_), np.float32)
-        return Samples(x, None if labels is None else np.asarray(labels, dtype=np.int64))
+        return Samples(self._to_data_scale(x),
+                       None if labels is None else np.asarray(labels, dtype=np.int64))
+
+    def _to_network_scale(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((x - self.data_shift_) / self.data_scale_, dtype=np.float32)
+
+    def _to_data_scale(self, x: np.ndarray) -> np.ndarray:
+        """Generated batches back to the data's scale: vectors unstandardised, images
+        clipped to [0, 1]."""
+        if x.ndim == 2:
+            return (x * self.data_scale_ + self.data_shift_).astype(np.float32)
+        return np.clip(x, 0.0, 1.0)
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -225,6 +258,8 @@ class NeuralModel:
 
         return _cpu_copy({
             "sample_shape": list(self.sample_shape_), "n_fit": self.n_fit_,
+            "data_shift": torch.from_numpy(self.data_shift_),
+            "data_scale": torch.from_numpy(self.data_scale_),
             "networks": {name: net.state_dict() for name, net in self.networks_.items()},
             "ema": None if self.ema_ is None else self.ema_.state_dict(),
             "ema_updates": self.ema_updates_,
@@ -243,4 +278,6 @@ class NeuralModel:
         for name, optim_state in state.get("optimizers", {}).items():
             self.optimizers_[name].load_state_dict(optim_state)
         self.n_fit_ = int(state["n_fit"])
+        self.data_shift_ = state["data_shift"].numpy()
+        self.data_scale_ = state["data_scale"].numpy()
         return self
