@@ -138,8 +138,14 @@ def check_store():
 def mnist_folder(tmp_path_factory) -> Path:
     """A folder with data/MNIST/raw/ holding MNIST-sized IDX files of blank images (sparse
     files: 60,000 + 10,000 images without writing 55 MB), for shipped MNIST specs and
-    sweeps, whose data.root is the relative folder "data"."""
+    sweeps, whose data.root is the relative folder "data"; and data/ffhq64/ with 70,000
+    empty .png names, FFHQ's count, for the image-folder specs (their facts count files
+    without decoding them)."""
     folder = tmp_path_factory.mktemp("mnist")
+    thumbnails = folder / "data" / "ffhq64"
+    thumbnails.mkdir(parents=True)
+    for index in range(70_000):
+        (thumbnails / f"{index:05d}.png").touch()
     raw = folder / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for prefix, count in (("train", 60_000), ("t10k", 10_000)):

@@ -212,15 +212,18 @@ def test_the_trial_spec_rejects_too_many_levels_for_digits():
 def test_learns_a_correlated_gaussian():
     # P = N((3, -1), [[4, 0.8], [0.8, 0.25]]): correlation 0.8, which the per-coordinate
     # standardisation leaves for the networks to learn. A GAN's error after a few hundred
-    # steps has no closed form; the bounds are what "roughly learnt" means here, each far
-    # from the untrained generator (whose output barely depends on z) and far wider than
-    # the sampling error of 4,000 draws (~0.02 sd).
+    # steps has no closed form; the bounds say what "roughly learnt" means (the sampling
+    # error of 4,000 draws is ~0.02 sd) and each is far from the untrained generator,
+    # whose output barely depends on z. Six data and training seeds of this set-up gave
+    # mean errors <= 0.16 sd, scales 0.93-1.03 and correlations 0.73-0.89; with the
+    # paper's gp_weight 10 the same budget missed by far on some seeds (scale 0.23,
+    # correlation 0.17), hence gp_weight 1 on unit-scale vectors.
     rng = np.random.default_rng(0)
     cov = np.array([[4.0, 0.8], [0.8, 0.25]])
     data = rng.multivariate_normal([3.0, -1.0], cov, size=1000)
     sd = np.sqrt(np.diag(cov))
     tiny = {"latent_dim": 8, "width": 32, "depth": 2, "batch_size": 128, "lr": 3e-3,
-            "ema_decay": 0.99}
+            "ema_decay": 0.99, "gp_weight": 1.0}
 
     def summary(steps):
         model = WGANGP(**options(**tiny, steps=steps)).fit(Samples(data), np.random.default_rng(1))
@@ -228,9 +231,9 @@ def test_learns_a_correlated_gaussian():
         return (np.abs(x.mean(0) - [3.0, -1.0]) / sd).max(), x.std(0) / sd, np.corrcoef(x.T)[0, 1]
 
     mean_error, scale, correlation = summary(600)
-    assert mean_error < 0.5
-    assert np.all((0.5 < scale) & (scale < 2))
-    assert correlation > 0.5
+    assert mean_error < 0.4
+    assert np.all((0.7 < scale) & (scale < 1.4))
+    assert correlation > 0.6
     _, untrained_scale, _ = summary(5)  # one generator update
     assert untrained_scale.max() < 0.5
 
