@@ -47,6 +47,12 @@ CONTRACT_SPECS = {
                                     "r1_interval": 2, "truncation_samples": 500},
                   "data": {"source": "digits"}, "metrics": {"n_eval": 60, "k": 3},
                   "grid_every": 1, "snapshot_every": 2},
+    "wgan_gp": {"model": "wgan_gp", "loop": "bertrand", "n_init": 200, "lambda_b": 0.5,
+                "lam": 0.7,
+                "model_options": {"latent_dim": 4, "width": 16, "depth": 2, "steps": 10,
+                                  "batch_size": 64, "ema_decay": 0.9},
+                "data": {"source": "gmm_grid", "modes_per_side": 2},
+                "metrics": {"n_eval": 150}, "snapshot_every": 2},
 }
 GENERATIONS = 4
 
@@ -164,3 +170,41 @@ def test_ddpm_bias_one_is_one_unguided_call_per_step(call_counter):
     counting.batches.clear()
     model.sample(10, 0.5, np.random.default_rng(0))  # guidance w = 1: conditional + null
     assert counting.batches == [20] * TINY_DDPM["sampler_steps"]
+
+
+def test_wgan_bias_one_feeds_the_generator_the_latent_as_drawn():
+    model = fitted("wgan_gp")
+    network, latents = model.ema_, []
+
+    class Recording(torch.nn.Module):
+        def forward(self, z):
+            latents.append(z.clone())
+            return network(z)
+
+    model.ema_ = Recording()
+    plain = model.sample(500, 1.0, np.random.default_rng(0)).x
+    shrunk = model.sample(500, 0.5, np.random.default_rng(0)).x
+    drawn, truncated = latents
+    assert torch.equal(truncated, drawn * 0.5)
+    assert abs(float(drawn.std()) - 1) < 0.05  # 2,000 N(0, 1) draws: sd error ~0.016
+    assert not np.allclose(plain, shrunk)
+
+
+def test_stylegan2_bias_one_skips_truncation():
+    model = fitted("stylegan2")
+    before = model.sample(10, 1.0, np.random.default_rng(0)).x
+    for network in (model.ema_, model.networks_["generator"]):
+        network.w_mean.fill_(float("nan"))  # any use of w_mean would turn samples to NaN
+    assert np.array_equal(model.sample(10, 1.0, np.random.default_rng(0)).x, before)
+    with pytest.raises(RuntimeError, match="w_mean"):
+        model.sample(10, 0.5, np.random.default_rng(0))
+
+
+def test_flow_bias_one_is_the_plain_latent():
+    model = fitted("flow")
+    got = model.sample(50, 1.0, np.random.default_rng(3)).x
+    seed = int(np.random.default_rng(3).integers(2**63 - 1))
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        x = (model.ema_ or model.networks_["model"]).inverse(z).numpy()
+    np.testing.assert_array_equal(got, (x * model.data_scale_ + model.data_shift_).astype(np.float32))

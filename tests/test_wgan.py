@@ -33,9 +33,11 @@ def vectors(n: int, rng: np.random.Generator) -> Samples:
     return Samples(rng.normal([3.0, -1.0], [2.0, 0.5], size=(n, 2)))
 
 
-def check(model_options: dict, shape: tuple[int, int, int] | None) -> list:
-    facts = None if shape is None else ImageFacts(shape=shape, train_size=1000, num_classes=10, test_size=100)
-    return wgan.check_options({"model_options": model_options, "lam": 1.0}, facts)
+def check(model_options: dict, shape: tuple[int, int, int] | None, source="digits") -> list:
+    facts = (None if shape is None else
+             ImageFacts(shape=shape, train_size=1000, num_classes=10, test_size=100))
+    values = {"model_options": model_options, "lam": 1.0, "data": {"source": source}}
+    return wgan.check_options(values, facts)
 
 
 # -- the gradient penalty ----------------------------------------------------------------
@@ -184,20 +186,38 @@ def test_conv_networks_take_digits_mnist_and_32_pixel_images(shape):
     assert check(options(), shape) == []
 
 
-@pytest.mark.parametrize("shape, levels, field, advice", [
-    ((1, 28, 28), 3, "model_options.levels", "levels <= 2"),
-    ((3, 30, 30), 2, "model_options.levels", "levels <= 1"),
-    ((1, 7, 7), 1, "data.source", "odd"),
-    ((3, 32, 16), 2, "data.source", "square"),
+@pytest.mark.parametrize("source, shape, levels, field, advice", [
+    ("mnist", (1, 28, 28), 3, "model_options.levels", "levels <= 2"),
+    ("folder", (3, 30, 30), 2, "model_options.levels",
+     "levels <= 1, or a data.resolution that is a multiple of 4"),
+    ("folder", (1, 7, 7), 1, "data.resolution", "use an even resolution"),
+    ("digits", (1, 7, 7), 1, "data.source", "odd"),
+    ("folder", (3, 32, 16), 2, "data.source", "square"),
 ])
-def test_image_sizes_the_conv_networks_cannot_take_are_rejected(shape, levels, field, advice):
-    problems = check(options(levels=levels), shape)
+def test_image_sizes_the_conv_networks_cannot_take_are_rejected(source, shape, levels, field,
+                                                                advice):
+    problems = check(options(levels=levels), shape, source)
     assert [p.field for p in problems] == [field]
     assert advice in problems[0].message
     model = WGANGP(**options(levels=levels))
     model.sample_shape_ = shape
     with pytest.raises(ValueError, match="square images whose side"):
         model.build_networks(torch.Generator())
+
+
+def test_the_trial_spec_names_the_folder_resolution_that_levels_cannot_take(tmp_path):
+    from PIL import Image
+
+    for index in range(40):
+        Image.new("RGB", (40, 40), (5 * index, 0, 0)).save(tmp_path / f"{index}.png")
+    spec = {"model": "wgan_gp", "loop": "fully_synthetic", "n_init": 8, "n_syn": 8,
+            "data": {"source": "folder", "root": str(tmp_path), "resolution": 30,
+                     "test_fraction": 0.25},
+            "model_options": {"levels": 2}}
+    with pytest.raises(SpecError, match=r"model_options.levels: .* use levels <= 1, or a "
+                                        r"data.resolution that is a multiple of 4"):
+        resolve_spec(spec)
+    resolve_spec({**spec, "data": {**spec["data"], "resolution": 32}})
 
 
 def test_the_trial_spec_rejects_too_many_levels_for_digits():
@@ -226,7 +246,8 @@ def test_learns_a_correlated_gaussian():
             "ema_decay": 0.99, "gp_weight": 1.0}
 
     def summary(steps):
-        model = WGANGP(**options(**tiny, steps=steps)).fit(Samples(data), np.random.default_rng(1))
+        model = WGANGP(**options(**tiny, steps=steps))
+        model.fit(Samples(data), np.random.default_rng(1))
         x = model.sample(4000, 1.0, np.random.default_rng(2)).x
         return (np.abs(x.mean(0) - [3.0, -1.0]) / sd).max(), x.std(0) / sd, np.corrcoef(x.T)[0, 1]
 

@@ -72,15 +72,19 @@ def check_options(values: dict, facts) -> list[Problem]:
                                                f"images, got {height}x{width}"))
         return problems
     levels, possible = options["levels"], _halvings(height)
+    folder = values["data"]["source"] == "folder"
     if possible == 0:
-        problems.append(Problem("data.source", f"wgan_gp's convolutional networks halve the "
-                                               f"image side at least once, which odd "
-                                               f"{height}x{width} images cannot take"))
+        problems.append(Problem("data.resolution" if folder else "data.source",
+                                f"wgan_gp's convolutional networks halve the image side at "
+                                f"least once, which odd {height}x{width} images cannot take"
+                                + ("; use an even resolution" if folder else "")))
     elif levels > possible:
         problems.append(Problem("model_options.levels",
                                 f"{levels} levels halve the image side {levels} times, which "
                                 f"{height}x{width} images cannot take ({height} is not a "
-                                f"multiple of {2 ** levels}); use levels <= {possible}"))
+                                f"multiple of {2 ** levels}); use levels <= {possible}"
+                                + (f", or a data.resolution that is a multiple of "
+                                   f"{2 ** levels}" if folder else "")))
     return problems
 
 

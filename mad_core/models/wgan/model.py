@@ -73,7 +73,7 @@ class WGANGP(NeuralModel):
     def train_step(self, x, y, generator):
         generator_net, critic = self.networks_["generator"], self.networks_["critic"]
         with torch.no_grad(), self.autocast():
-            fake = generator_net(self._latent(len(x), generator))
+            fake = generator_net(self._latent(len(x), generator)).to(x.dtype)  # bf16 -> x's
         with self.autocast():
             scores = critic(torch.cat([x, fake]))  # one pass over both halves
             gap = scores[:len(x)].mean() - scores[len(x):].mean()  # its Wasserstein estimate
