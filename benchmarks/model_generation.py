@@ -58,8 +58,8 @@ def write_folder_stand_in(root: Path, count: int, resolution: int) -> None:
             root / f"{index:06d}.png")
 
 
-def overrides_for(spec_name: str, quick: bool, scratch: Path) -> list[str]:
-    overrides = []
+def overrides_for(spec_name: str, quick: bool, scratch: Path, changes: list[str]) -> list[str]:
+    overrides = list(changes)
     if "folder" in spec_name:
         folder = scratch / "folder"
         if not folder.exists():
@@ -79,12 +79,15 @@ def main() -> None:
     parser.add_argument("--packing", nargs="*", default=["stylegan2_digits_fully_synthetic"],
                         help="with --gpu: specs packed 4 to a device")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="spec overrides for every spec (model_options.steps=1000: a "
+                             "shorter generation, to be scaled by the step count)")
     parser.add_argument("--out", type=Path, help="write every measurement as JSON here")
     args = parser.parse_args()
     device = args.device if args.gpu else "cpu"
     scratch = Path(tempfile.mkdtemp(prefix="model_generation"))
     for name in args.specs or (GPU_SPECS if args.gpu else SPECS):
-        run = run_trial(name, overrides_for(name, args.quick, scratch), args.generations, device)
+        run = run_trial(name, overrides_for(name, args.quick, scratch, args.set), args.generations, device)
         for generation, seconds in enumerate(run["seconds"], start=1):
             fields = {"benchmark": "generation", "spec": name, "device": device_name(device),
                       "generation": generation, "seconds": seconds}
@@ -93,7 +96,7 @@ def main() -> None:
             report(**fields)
     if args.gpu:
         for name in args.packing:
-            packing(name, overrides_for(name, args.quick, scratch), args.generations, device,
+            packing(name, overrides_for(name, args.quick, scratch, args.set), args.generations, device,
                     report)
     if args.out:
         args.out.write_text(json.dumps(RESULTS, indent=1))
