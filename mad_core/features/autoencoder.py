@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from mad_core.features.network_cache import read_entry, write_entry
 from mad_core.images.datasets import fingerprint
 from mad_core.sources import FiniteDataset
 
@@ -310,12 +310,11 @@ def cached_autoencoder(train: FiniteDataset, test: FiniteDataset, *, cache_dir: 
     """
     device = torch.device(device)
     key = autoencoder_cache_key(train, test, seed=seed, training=training, device_type=device.type)
-    weights_path, record_path = Path(cache_dir) / f"{key}.pt", Path(cache_dir) / f"{key}.json"
-    if weights_path.is_file() and record_path.is_file():
-        checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
+    cached = read_entry(cache_dir, key, "cpu")
+    if cached is not None:
+        checkpoint, record = cached
         network = _uninitialised_autoencoder(checkpoint["in_channels"], checkpoint["input_size"])
         network.load_state_dict(checkpoint["state_dict"])
-        record = json.loads(record_path.read_text())
         return TrainedAutoencoder(network.to(device).eval(), record["unexplained_variance"], key)
 
     started = time.perf_counter()
@@ -325,19 +324,12 @@ def cached_autoencoder(train: FiniteDataset, test: FiniteDataset, *, cache_dir: 
     score = unexplained_variance(network, train, test)
     logger.info("autoencoder %s: held-out unexplained variance %.3f on %d images (%.1f s)",
                 key, score, len(test), seconds)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    # Written under a temporary name, then renamed: trials sharing a cache never read a
-    # half-written file. The record goes last: an entry counts once both files exist.
-    temporary = weights_path.with_suffix(f".{os.getpid()}.tmp")
-    cpu_state = {name: tensor.cpu() for name, tensor in network.state_dict().items()}
-    torch.save({"state_dict": cpu_state, "in_channels": network.in_channels,
-                "input_size": network.input_size}, temporary)
-    os.replace(temporary, weights_path)
-    temporary.write_text(json.dumps({
-        "key": key, "unexplained_variance": score, "train": train.name, "train_size": len(train),
-        "test": test.name, "test_size": len(test), "seed": seed, "training": asdict(training),
-        "steps": training.steps(len(train)), "input_size": network.input_size,
-        "architecture": ARCHITECTURE, "code_version": _CODE_VERSION,
-        "training_seconds": round(seconds, 2)}, indent=2))
-    os.replace(temporary, record_path)
+    write_entry(cache_dir, key, network,
+                {"in_channels": network.in_channels, "input_size": network.input_size}, {
+                    "key": key, "unexplained_variance": score, "train": train.name,
+                    "train_size": len(train), "test": test.name, "test_size": len(test),
+                    "seed": seed, "training": asdict(training),
+                    "steps": training.steps(len(train)), "input_size": network.input_size,
+                    "architecture": ARCHITECTURE, "code_version": _CODE_VERSION,
+                    "training_seconds": round(seconds, 2)})
     return TrainedAutoencoder(network.eval(), score, key)

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from mad_core.features.network_cache import read_entry, write_entry
 from mad_core.images.datasets import fingerprint
 from mad_core.sources import FiniteDataset
 
@@ -195,31 +195,23 @@ def cached_lenet(train: FiniteDataset, test: FiniteDataset, *, cache_dir: str | 
     """
     device = torch.device(device)
     key = lenet_cache_key(train, test, seed=seed, training=training, device_type=device.type)
-    weights_path, record_path = Path(cache_dir) / f"{key}.pt", Path(cache_dir) / f"{key}.json"
-    if weights_path.is_file() and record_path.is_file():
-        checkpoint = torch.load(weights_path, map_location=device, weights_only=True)
+    cached = read_entry(cache_dir, key, device)
+    if cached is not None:
+        checkpoint, record = cached
         network = _uninitialised_lenet(checkpoint["in_channels"], checkpoint["num_classes"])
         network.load_state_dict(checkpoint["state_dict"])
         network.to(device)
-        record = json.loads(record_path.read_text())
         return TrainedLeNet(network.eval(), record["test_accuracy"], key)
 
     started = time.perf_counter()
     network = train_lenet(train, test, seed=seed, training=training, progress=progress, device=device)
     accuracy = _accuracy(network, test)
     logger.info("LeNet-5 %s: test accuracy %.4f on %d held-out images", key, accuracy, len(test))
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    # Written under a temporary name, then renamed: trials sharing a cache never read a
-    # half-written file. The record goes last: an entry counts once both files exist.
-    temporary = weights_path.with_suffix(f".{os.getpid()}.tmp")
-    cpu_state = {name: tensor.cpu() for name, tensor in network.state_dict().items()}
-    torch.save({"state_dict": cpu_state, "in_channels": network.in_channels,
-                "num_classes": network.num_classes}, temporary)
-    os.replace(temporary, weights_path)
-    temporary.write_text(json.dumps({
-        "key": key, "test_accuracy": accuracy, "train": train.name, "train_size": len(train),
-        "test": test.name, "test_size": len(test), "seed": seed, "training": asdict(training),
-        "architecture": ARCHITECTURE, "code_version": _CODE_VERSION,
-        "training_seconds": round(time.perf_counter() - started, 2)}, indent=2))
-    os.replace(temporary, record_path)
+    write_entry(cache_dir, key, network,
+                {"in_channels": network.in_channels, "num_classes": network.num_classes}, {
+                    "key": key, "test_accuracy": accuracy, "train": train.name,
+                    "train_size": len(train), "test": test.name, "test_size": len(test),
+                    "seed": seed, "training": asdict(training), "architecture": ARCHITECTURE,
+                    "code_version": _CODE_VERSION,
+                    "training_seconds": round(time.perf_counter() - started, 2)})
     return TrainedLeNet(network.eval(), accuracy, key)
