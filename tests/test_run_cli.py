@@ -47,6 +47,7 @@ def test_dry_run_does_no_work(tmp_path, capsys):
     (["gaussian_fresh_d100", "--set", "lam=1.5"], "lam: must be a number in (0, 1]"),
     (["gaussian_fresh_d100", "--set", "lam"], "expected KEY=VALUE"),
     (["gaussian_fresh_d100", "--set", "model=vae", "--set", "n_real=-1"], "2 problems"),
+    (["gaussian_fresh_d100", "--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_input_is_refused_before_work(args, words, capsys, tmp_path):
     code, _, err = run([*args, "--out", str(tmp_path / "o")], capsys)
@@ -130,3 +131,24 @@ def test_a_gpu_this_machine_lacks_is_refused(tmp_path, capsys):
     code, _, err = run(["ddpm_digits_fully_synthetic", "--device", "cuda",
                         "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "no CUDA GPU" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("neural", [False, True])
+def test_cpu_threads_limits_blas_and_torch_inside_the_block_only(neural):
+    import numpy  # noqa: F401  (loads its BLAS, so threadpoolctl sees it)
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from mad_core.cli import cpu_threads
+
+    torch_before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the tests run with one thread; start from two
+    try:
+        with threadpool_limits(2):
+            with cpu_threads(1, neural):
+                assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+                assert torch.get_num_threads() == 1  # OpenMP is one of the pools
+            assert all(pool["num_threads"] == 2 for pool in threadpool_info())
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(torch_before)
