@@ -27,7 +27,6 @@ file. A JSON record next to the weights keeps the held-out reconstruction qualit
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
@@ -40,8 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from mad_core.features.network_cache import read_entry, write_entry
-from mad_core.images.datasets import fingerprint
+from mad_core.features.network_cache import cache_key, read_entry, write_entry
 from mad_core.sources import FiniteDataset
 
 logger = logging.getLogger(__name__)
@@ -288,14 +286,9 @@ def train_autoencoder(train: FiniteDataset, held_out: FiniteDataset, *, seed: in
 
 def autoencoder_cache_key(train: FiniteDataset, test: FiniteDataset, *, seed: int,
                           training: AutoencoderTraining, device_type: str = "cpu") -> str:
-    """``conv_autoencoder-<train name>-seed<seed>-<digest>``; the digest covers data, settings,
-    code and the kind of device it trained on (a GPU's kernels give other weights)."""
-    identity = {"architecture": ARCHITECTURE, "train": fingerprint(train), "test": fingerprint(test),
-                "training": asdict(training), "seed": seed, "code": _CODE_VERSION}
-    if device_type != "cpu":
-        identity["device"] = device_type
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{ARCHITECTURE}-{train.name}-seed{seed}-{digest}"
+    """The cache key of this network for (train, test, seed, training, device kind)."""
+    return cache_key(ARCHITECTURE, train, test, seed=seed, training=training,
+                     code_version=_CODE_VERSION, device_type=device_type)
 
 
 def cached_autoencoder(train: FiniteDataset, test: FiniteDataset, *, cache_dir: str | Path,

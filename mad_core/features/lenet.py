@@ -9,7 +9,6 @@ held-out test accuracy is stored in a JSON record next to the weights.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
@@ -22,8 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from mad_core.features.network_cache import read_entry, write_entry
-from mad_core.images.datasets import fingerprint
+from mad_core.features.network_cache import cache_key, read_entry, write_entry
 from mad_core.sources import FiniteDataset
 
 logger = logging.getLogger(__name__)
@@ -175,14 +173,9 @@ def train_lenet(train: FiniteDataset, test: FiniteDataset, *, seed: int,
 
 def lenet_cache_key(train: FiniteDataset, test: FiniteDataset, *, seed: int, training: LeNetTraining,
                     device_type: str = "cpu") -> str:
-    """``lenet5-<train name>-seed<seed>-<digest>``; the digest covers data, settings, code and
-    the kind of device it trained on (a GPU's kernels give other weights than a CPU's)."""
-    identity = {"architecture": ARCHITECTURE, "train": fingerprint(train), "test": fingerprint(test),
-                "training": asdict(training), "seed": seed, "code": _CODE_VERSION}
-    if device_type != "cpu":
-        identity["device"] = device_type
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{ARCHITECTURE}-{train.name}-seed{seed}-{digest}"
+    """The cache key of this network for (train, test, seed, training, device kind)."""
+    return cache_key(ARCHITECTURE, train, test, seed=seed, training=training,
+                     code_version=_CODE_VERSION, device_type=device_type)
 
 
 def cached_lenet(train: FiniteDataset, test: FiniteDataset, *, cache_dir: str | Path, seed: int = 0,

@@ -8,12 +8,30 @@ read a half-written file. The record goes last: an entry counts once both files 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
+
+
+def cache_key(architecture: str, train, test, *, seed: int, training, code_version: str,
+              device_type: str = "cpu") -> str:
+    """``<architecture>-<train name>-seed<seed>-<digest>``; the digest covers the data
+    (train and test fingerprints), the training settings (a dataclass), the code and the
+    kind of device it trained on (a GPU's kernels give other weights than a CPU's)."""
+    from mad_core.images.datasets import fingerprint
+
+    identity = {"architecture": architecture, "train": fingerprint(train),
+                "test": fingerprint(test), "training": asdict(training), "seed": seed,
+                "code": code_version}
+    if device_type != "cpu":
+        identity["device"] = device_type
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{architecture}-{train.name}-seed{seed}-{digest}"
 
 
 def cache_paths(cache_dir: str | Path, key: str) -> tuple[Path, Path]:
