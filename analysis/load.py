@@ -5,8 +5,9 @@
 
 The layout read is the one docs/tracking.md fixes: trial runs tagged ``mad.role=trial``
 under a parent run tagged ``mad.role=sweep``; parameters are the resolved trial spec with
-dotted keys (cast back to the spec's types here); metrics are the mad_core record's
-keys at step = generation. A sweep is named by its experiment name (every trial in it)
+dotted keys (cast back to the spec's types here); a trial's records are its Parquet
+parts (``records/``, complete and exact), or, for a run logged before parts existed,
+its metric histories (every record key at step = generation). A sweep is named by its experiment name (every trial in it)
 or by a parent run id (the trials of that one ``mad sweep`` invocation). Loading is
 cached (see ``analysis.cache``) and never runs a trial.
 """
@@ -18,6 +19,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -32,6 +34,7 @@ from mlflow.exceptions import MlflowException
 from analysis.cache import RecordsCache, sweep_fingerprint
 from analysis.history import fetch_histories
 from analysis.params import FIELD_KINDS, ParameterError, parse_parameter
+from mad_core.record_table import PARTS_FOLDER, part_range, read_parts
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -203,19 +206,58 @@ def _wide_metrics(histories: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
+def _record_parts(client: MlflowClient, run: Run) -> pd.DataFrame | None:
+    """(generation, record keys...) from a run's Parquet parts; None if it has none.
+    Parts in a local artifact folder are read in place; others are downloaded."""
+    location = urlparse(run.info.artifact_uri)
+    if location.scheme in ("", "file"):
+        folder = Path(location.path) / PARTS_FOLDER
+        paths = sorted(p for p in folder.glob("*.parquet") if part_range(p.name))
+        return read_parts(paths).to_pandas() if paths else None
+    names = [info.path for info in client.list_artifacts(run.info.run_id, PARTS_FOLDER)
+             if part_range(info.path.rsplit("/", 1)[-1])]
+    if not names:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(client.download_artifacts(run.info.run_id, PARTS_FOLDER, folder))
+        return read_parts(local / name.rsplit("/", 1)[-1] for name in names).to_pandas()
+
+
+def _wide_records(client: MlflowClient, trial_runs: list[Run], generations: int
+                  ) -> pd.DataFrame:
+    """(run_id, generation, record keys...) of every trial run: its parts where it has
+    them, else its metric histories."""
+    tables, without_parts = [], []
+    for run in trial_runs:
+        parts = _record_parts(client, run)
+        if parts is None:
+            without_parts.append(run)
+        else:
+            tables.append(parts.assign(run_id=run.info.run_id))
+    if without_parts:
+        metric_names = sorted({key for run in without_parts for key in run.data.metrics})
+        histories = fetch_histories(client, [run.info.run_id for run in without_parts],
+                                    metric_names, generations)
+        tables.append(_wide_metrics(histories))
+    tables = [table for table in tables if not table.empty]
+    if not tables:
+        return pd.DataFrame({"run_id": pd.Series(dtype=object),
+                             "generation": pd.Series(dtype="int64")})
+    return pd.concat(tables, ignore_index=True).astype({"generation": "int64"})
+
+
 def fetch_sweep(client: MlflowClient, experiment, parent_run_id: str | None,
                 trial_runs: list[Run], parent_runs: list[Run], tracking_uri: str) -> Sweep:
-    """Read parameters and every metric history of the trial runs (no cache)."""
+    """Read parameters and records of the trial runs (no cache)."""
     trials, parameter_names, axes = _trial_table(trial_runs)
     if "generations" not in trials or trials["generations"].isna().any():
         raise SweepLoadError(f"trial runs of {experiment.name!r} lack the parameter "
                              f"'generations' of their spec; were they logged by `mad sweep`?")
-    metric_names = sorted({key for run in trial_runs for key in run.data.metrics})
-    generations = int(trials["generations"].max())
-    histories = fetch_histories(client, list(trials["run_id"]), metric_names, generations)
+    wide = _wide_records(client, trial_runs, int(trials["generations"].max()))
+    metric_names = sorted(c for c in wide.columns if c not in ("run_id", "generation"))
     clashing = {m: m + CLASHING_METRIC_SUFFIX for m in metric_names if m in trials.columns}
     metric_names = [clashing.get(m, m) for m in metric_names]
-    metrics = _wide_metrics(histories.replace({"key": clashing}))
+    metrics = wide.rename(columns=clashing)
     records = (trials.merge(metrics, on="run_id", how="inner")
                .sort_values(["run_id", "generation"], ignore_index=True))
     records = records[[*trials.columns, "generation",

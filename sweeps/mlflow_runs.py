@@ -13,28 +13,28 @@ import importlib.metadata
 import io
 import json
 import math
-import numbers
 import subprocess
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Run
 
+from mad_core.record_table import PARTS_FOLDER, part_range
 from mad_core.spec import TrialSpec
-from sweeps.sweep_file import Sweep
+from sweeps.sweep_file import TRACKED_METRIC_PATTERN, Sweep
 from sweeps.tracking_store import TrackingStoreError
 
-# Logged last in every generation's batch: MLflow writes a batch's metrics in order (and
-# on a SQL store in one transaction), so a generation whose n_train is stored is stored
-# whole. Every mad_core record has n_train.
-MARKER_KEY = "n_train"
 # MLflow's SQL stores cannot hold an infinite float and store +-inf as +-float max; we do
-# the same on the client so every store (server or file) reads back the same value.
+# the same on the client so every store reads back the same value.
 INFINITY_STAND_IN = sys.float_info.max
 RUN_NAME_LENGTH = 200
+# What a person compares in the UI: metrics logged at every generation unless a sweep
+# file's tracked_metrics says otherwise. Complete records go to Parquet parts.
+PRIMARY_METRICS = ("w2_sq", "fid", "precision", "recall", "modes_covered")
+DEFAULT_SUMMARIES = ("mean", "median")
 
 
 def provenance_tags() -> dict[str, str]:
@@ -65,12 +65,30 @@ def encode_metric(value: float) -> float:
     return math.copysign(INFINITY_STAND_IN, value) if math.isinf(value) else value
 
 
-def record_metrics(record: Mapping[str, Any], step: int, timestamp_ms: int) -> list[Metric]:
-    """Every numeric key of a mad_core record except generation, MARKER_KEY last."""
-    keys = [k for k, v in record.items() if k not in ("generation", MARKER_KEY)
-            and isinstance(v, numbers.Real) and not isinstance(v, bool)]
-    return [Metric(key, encode_metric(record[key]), timestamp_ms, step)
-            for key in [*keys, MARKER_KEY]]
+def tracked_keys(record: Mapping[str, Any], selection: tuple[str, ...] | str | None
+                 ) -> tuple[str, ...]:
+    """The record metrics logged at every generation, in logging order.
+
+    selection: a sweep's ``tracked_metrics``: None for DEFAULT_SUMMARIES of the
+    PRIMARY_METRICS the record has (every ``_mean`` if it has none of them), "all" for
+    every summary, or the keys themselves (those the record lacks are left out).
+    """
+    summaries = [key for key in record if TRACKED_METRIC_PATTERN.match(key)]
+    if selection == "all":
+        return tuple(summaries)
+    if selection is None:
+        chosen = [f"{metric}_{summary}" for metric in PRIMARY_METRICS
+                  for summary in DEFAULT_SUMMARIES if f"{metric}_{summary}" in record]
+        return tuple(chosen or [key for key in summaries if key.endswith("_mean")])
+    return tuple(key for key in selection if key in record)
+
+
+def tracked_values(record: Mapping[str, Any], keys: tuple[str, ...], timestamp_ms: int
+                   ) -> list[Metric]:
+    """The tracked metrics of one record at step = its generation (keys[-1] last: the
+    marker of a stored generation, see ``last_logged_generation``)."""
+    step = int(record["generation"])
+    return [Metric(key, encode_metric(record[key]), timestamp_ms, step) for key in keys]
 
 
 def spec_params(spec: TrialSpec) -> dict[str, str]:
@@ -158,6 +176,17 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
             return found
 
 
-def last_logged_generation(client: MlflowClient, run_id: str) -> int:
-    """The highest generation whose record the run holds whole (0 for none)."""
-    return max((m.step for m in client.get_metric_history(run_id, MARKER_KEY)), default=0)
+def last_logged_generation(client: MlflowClient, run_id: str, marker: str) -> int:
+    """The highest generation whose tracked metrics the run holds whole (0 for none).
+
+    marker: the last tracked key. MLflow writes a batch's metrics in order (on a SQL
+    store in one transaction) and every batch holds whole generations, so a generation
+    whose marker is stored is stored whole."""
+    return max((m.step for m in client.get_metric_history(run_id, marker)), default=0)
+
+
+def last_stored_record(client: MlflowClient, run_id: str) -> int:
+    """The highest generation of the run's record parts (0 for none)."""
+    ranges = [part_range(PurePosixPath(info.path).name)
+              for info in client.list_artifacts(run_id, PARTS_FOLDER)]
+    return max((last for _, last in filter(None, ranges)), default=0)

@@ -199,7 +199,8 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
             f"{parent_run_id}; Tune state {tune_path}")
         run_tags = {"mad.sweep": sweep.name, **provenance,
                     "mad.resources": json.dumps(resources.as_tune())}
-        logger = MlflowTrialLogger(uri, experiment_id, parent_run_id, run_tags)
+        logger = MlflowTrialLogger(uri, experiment_id, parent_run_id, run_tags,
+                                   sweep.tracked_metrics)
         quiet_tune_logging()
         apply_tune_settings()
         try:

@@ -32,7 +32,10 @@ RESOURCE_FIELDS: dict[str, Field] = {
     "cpu": Field(float, 1.0, low=0.0, low_open=True, help="CPUs per trial (may be a fraction)"),
     "gpu": Field(float, 0.0, low=0.0, help="GPUs per trial: a fraction below 1 or a whole number"),
 }
-SWEEP_KEYS = ("name", "trial", "grid", "extra_trials", "resources", *RUN_FIELDS)
+SWEEP_KEYS = ("name", "trial", "grid", "extra_trials", "resources", "tracked_metrics",
+              *RUN_FIELDS)
+# Every metric of a record is a summary over chains (mad_core.metrics.summary).
+TRACKED_METRIC_PATTERN = re.compile(r"^[a-z][a-z0-9_]*_(mean|median|q05|q95|sem)$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Sweep:
     checkpoint_every: int
     max_failures: int
     tracking_uri: str | None
+    tracked_metrics: tuple[str, ...] | str | None = None
 
     @property
     def grid_hash(self) -> str:
@@ -124,6 +128,28 @@ def _check_resources(raw: Any, problems: list[Problem]) -> Resources:
     return Resources(cpu=values["cpu"], gpu=gpu)
 
 
+def _check_tracked_metrics(raw: Any, problems: list[Problem]) -> tuple[str, ...] | str | None:
+    """null (the default selection), "all", or a list of record keys like w2_sq_q95."""
+    if raw is None or raw == "all":
+        return raw
+    if not isinstance(raw, list) or not raw:
+        problems.append(Problem("tracked_metrics", f"must be a list of record metrics (e.g. "
+                                                   f"[w2_sq_mean, w2_sq_q95]), all, or null "
+                                                   f"for the default; got {raw!r}"))
+        return None
+    bad = [key for key in raw if not isinstance(key, str) or not TRACKED_METRIC_PATTERN.match(key)]
+    if bad:
+        problems.append(Problem("tracked_metrics", f"{bad!r} are not record metrics: a "
+                                                   f"metric name and a summary over chains, "
+                                                   f"like w2_sq_mean, precision_median, "
+                                                   f"fid_q95, trace_sem"))
+        return None
+    if len(set(raw)) < len(raw):
+        problems.append(Problem("tracked_metrics", "lists a metric twice; list each once"))
+        return None
+    return tuple(raw)
+
+
 def _check_name(raw: Mapping, path: Path, problems: list[Problem]) -> str:
     name = raw.get("name")
     if name is None:
@@ -158,6 +184,7 @@ def parse_sweep(raw: Mapping[str, Any], path: Path, text: str) -> Sweep:
     name = _check_name(raw, path, problems)
     values = _check_fields("", raw, RUN_FIELDS, problems)
     resources = _check_resources(raw.get("resources"), problems)
+    tracked = _check_tracked_metrics(raw.get("tracked_metrics"), problems)
     base = _base_trial(raw, values["generations"], problems)
     grid = raw.get("grid") or {}
     if not isinstance(grid, Mapping):
@@ -178,7 +205,8 @@ def parse_sweep(raw: Mapping[str, Any], path: Path, text: str) -> Sweep:
                  axes=tuple(dict.fromkeys(key for point in trials for key in point.coordinates)),
                  trials=tuple(trials), resources=resources,
                  checkpoint_every=values["checkpoint_every"],
-                 max_failures=values["max_failures"], tracking_uri=values["tracking_uri"])
+                 max_failures=values["max_failures"], tracking_uri=values["tracking_uri"],
+                 tracked_metrics=tracked)
 
 
 def load_sweep(name_or_path: str) -> Sweep:

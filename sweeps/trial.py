@@ -1,8 +1,9 @@
 """The Ray Tune trainable: one grid point's whole self-consuming loop.
 
-Each generation's record goes to ``tune.report``, with the files the loop produced for
-that generation (sample grid, model snapshots); every ``checkpoint_every`` generations
-(and after the last) the report carries a checkpoint of the loop state. A trial
+Records go to ``tune.report`` in chunks: one result per CHUNK_S of work or per
+checkpoint, carrying the chunk's records and the files the loop produced for them
+(sample grids, model snapshots). Every ``checkpoint_every`` generations (and after the
+last) the result carries a checkpoint of the loop state and ends its chunk. A trial
 continues from a checkpoint -- Tune's own after a lost worker, else the one
 ``mad sweep --resume`` names in ``resume_from`` -- and yields the records an
 uninterrupted run would.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,11 @@ from mad_core.spec import resolve_spec
 
 STATE_FILE = "loop_state.pt"
 CHECKPOINT_FLAG = "checkpointed"  # set in a result that carries a checkpoint
-ARTIFACTS_KEY = "artifacts"  # {relative path: bytes} in a result, when the generation has files
+ARTIFACTS_KEY = "artifacts"  # {relative path: bytes} in a result, when its generations have files
+RECORDS_KEY = "records"  # the chunk's records, in generation order
+# Longest stretch of work one result holds (seconds): fast generations reach the driver
+# a few per second in all instead of one result each.
+CHUNK_S = 1.0
 
 
 class SpecDriftError(RuntimeError):
@@ -59,8 +65,9 @@ def restored_state(resume_from: str | None) -> dict | None:
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. config["trial"] is a ``trial_config`` dict.
 
-    Reports, once per generation: {"record": mad_core record,
-    ARTIFACTS_KEY: {relative path: bytes} (only when the generation has files),
+    Reports, once per chunk: {RECORDS_KEY: [mad_core record, ...], "record": the
+    chunk's last record (progress columns), ARTIFACTS_KEY: {relative path: bytes} (only
+    when the chunk's generations have files),
     "device": where the models run (only in the first report of a run_trial call),
     "cuda_visible_devices": str (only with GPUs),
     CHECKPOINT_FLAG: True (only with a checkpoint)}.
@@ -93,20 +100,28 @@ def run_trial(config: dict[str, Any]) -> None:
     # trainables report synchronously); computing the next generation meanwhile keeps
     # that wait off the trial's time. The loop is only touched by the one worker thread.
     announce = {"device": device}  # once: the driver tags the child run with it
+    chunk: list[dict] = []
+    files: dict[str, bytes] = {}
+    chunk_started = time.monotonic()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation") as ahead:
         upcoming = ahead.submit(next_generation)
         while (generation := upcoming.result()) is not None:
             upcoming = ahead.submit(next_generation)
             record, artifacts, state = generation
-            metrics = {"record": record, **gpus, **announce}
-            announce = {}
-            if artifacts:
-                metrics[ARTIFACTS_KEY] = artifacts
+            chunk.append(record)
+            files.update(artifacts)
+            if state is None and time.monotonic() - chunk_started < CHUNK_S:
+                continue
+            metrics = {RECORDS_KEY: chunk, "record": record, **gpus, **announce}
+            if files:
+                metrics[ARTIFACTS_KEY] = files
+            announce, chunk, files = {}, [], {}
             if state is None:
                 tune.report(metrics)
-                continue
-            with tempfile.TemporaryDirectory() as folder:
-                Path(folder, STATE_FILE).write_bytes(state)
-                # report copies the folder to the run's storage before it returns.
-                tune.report({**metrics, CHECKPOINT_FLAG: True},
-                            checkpoint=tune.Checkpoint.from_directory(folder))
+            else:
+                with tempfile.TemporaryDirectory() as folder:
+                    Path(folder, STATE_FILE).write_bytes(state)
+                    # report copies the folder to the run's storage before it returns.
+                    tune.report({**metrics, CHECKPOINT_FLAG: True},
+                                checkpoint=tune.Checkpoint.from_directory(folder))
+            chunk_started = time.monotonic()

@@ -7,6 +7,7 @@ of it at import).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -97,13 +98,19 @@ def write_sweep(tmp_path):
 def check_store():
     """check_store(tracking_uri, sweep, parent_run_id) -> {trial_index: child Run}.
 
-    Asserts the parent run has one FINISHED child run per trial whose metric history
-    holds every generation exactly once (steps 1..G) with the values mad_core's loop
-    produces for that trial's spec (timing keys: present, values not compared).
+    Asserts the parent run has one FINISHED child run per trial whose record parts hold
+    every generation exactly once (1..G, no overlap) with the records mad_core's loop
+    produces for that trial's spec (timing keys: present, values not compared), and
+    whose tracked metrics' histories hold every generation once with the same values.
     """
     from mlflow import MlflowClient
 
+    from mad_core.record_table import PARTS_FOLDER, part_range, read_parts
     from sweeps.mlflow_runs import child_runs, encode_metric
+
+    def same(value: float, expected: float) -> bool:
+        return (value == expected or math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-12)
+                or (math.isnan(value) and math.isnan(expected)))
 
     def check(tracking_uri: str, sweep, parent_run_id: str) -> dict:
         client = MlflowClient(tracking_uri)
@@ -114,21 +121,30 @@ def check_store():
             run = children[point.index]
             assert run.info.status == "FINISHED", (point.label(), run.info.status)
             records = list(SelfConsumingLoop(point.spec))
-            steps = list(range(1, point.spec.generations + 1))
-            for key in records[0]:
-                if key == "generation":
-                    continue
+            generations = list(range(1, len(records) + 1))
+            parts = sorted(client.list_artifacts(run.info.run_id, PARTS_FOLDER),
+                           key=lambda info: info.path)
+            covered = [g for info in parts
+                       for g in range(*(lambda r: (r[0], r[1] + 1))(
+                           part_range(info.path.rsplit("/", 1)[1])))]
+            assert covered == generations, (point.label(), [info.path for info in parts])
+            table = read_parts(client.download_artifacts(run.info.run_id, info.path)
+                               for info in parts).to_pylist()
+            assert [row["generation"] for row in table] == generations
+            for row, record in zip(table, records):
+                assert set(row) == set(record), point.label()
+                for key, expected in record.items():
+                    if key not in TIMING_KEYS:
+                        assert same(row[key], expected), (point.label(), key, row, record)
+            tracked = json.loads(run.data.tags["mad.tracked_metrics"])
+            assert tracked and set(run.data.metrics) == set(tracked), point.label()
+            for key in tracked:
                 history = sorted(client.get_metric_history(run.info.run_id, key),
                                  key=lambda m: m.step)
-                assert [m.step for m in history] == steps, (point.label(), key)
-                if key in TIMING_KEYS:
-                    continue
+                assert [m.step for m in history] == generations, (point.label(), key)
                 for metric, record in zip(history, records):
-                    expected = encode_metric(record[key])
-                    assert (metric.value == expected or math.isclose(
-                        metric.value, expected, rel_tol=1e-9, abs_tol=1e-12) or (
-                        math.isnan(metric.value) and math.isnan(expected))), \
-                        (point.label(), key, metric.step, metric.value, expected)
+                    assert same(metric.value, encode_metric(record[key])), \
+                        (point.label(), key, metric.step, metric.value, record[key])
         return children
 
     return check

@@ -14,26 +14,38 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param
 
 from analysis import load as load_module
 from analysis.history import fetch_histories, per_history
 from analysis.load import SweepLoadError, load_sweep
 from mad_core.loop import SelfConsumingLoop
 from mad_core.spec import resolve_spec
-from sweeps.mlflow_runs import record_metrics, spec_params
+from mad_core.record_table import PARTS_FOLDER, encode_part, part_name
+from sweeps.mlflow_runs import encode_metric, spec_params, tracked_keys, tracked_values
+
+
+def legacy_metrics(record: dict, timestamp_ms: int) -> list[Metric]:
+    """Every numeric record key at step = generation: how runs were logged before
+    record parts existed (the loader's fallback)."""
+    return [Metric(key, encode_metric(value), timestamp_ms, record["generation"])
+            for key, value in record.items() if key != "generation"]
 
 
 def log_trial(client: MlflowClient, experiment_id: str, parent_id: str, sweep_name: str,
-              spec, coordinates: dict, records: list[dict], status: str = "FINISHED") -> str:
-    """One trial run as docs/tracking.md lays it out; its run id."""
+              spec, coordinates: dict, records: list[dict], status: str = "FINISHED",
+              legacy: bool = False) -> str:
+    """One trial run as docs/tracking.md lays it out (legacy: metric histories only, no
+    record parts); its run id."""
     tags = {"mlflow.parentRunId": parent_id, "mad.role": "trial", "mad.sweep": sweep_name,
             "mad.model": spec.model, "mad.loop": spec.loop, "mad.spec_hash": spec.spec_hash(),
             "mad.trial_id": f"trial_{spec.spec_hash()[:5]}_{spec.seed}",
@@ -41,19 +53,36 @@ def log_trial(client: MlflowClient, experiment_id: str, parent_id: str, sweep_na
             "mad.commit": "test"}
     run = client.create_run(experiment_id, tags=tags)
     now = int(time.time() * 1000)
-    metrics = [metric for record in records
-               for metric in record_metrics(record, record["generation"], now)]
+    if legacy:
+        metrics = [metric for record in records for metric in legacy_metrics(record, now)]
+    else:
+        keys = tracked_keys(records[0], None) if records else ()
+        metrics = [metric for record in records for metric in tracked_values(record, keys, now)]
     params = [Param(key, value) for key, value in spec_params(spec).items()]
-    client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    for start in range(0, max(len(metrics), 1), 1000):
+        client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000],
+                         params=params if start == 0 else [])
+    if records and not legacy:
+        # Two parts, as a trial checkpointed mid-way writes them.
+        with tempfile.TemporaryDirectory() as folder:
+            middle = max(1, len(records) // 2)
+            for chunk in (records[:middle], records[middle:]):
+                if chunk:
+                    path = Path(folder, part_name(chunk[0]["generation"],
+                                                  chunk[-1]["generation"]))
+                    path.write_bytes(encode_part(chunk))
+                    client.log_artifact(run.info.run_id, str(path), PARTS_FOLDER)
     if status != "RUNNING":
         client.set_terminated(run.info.run_id, status=status)
     return run.info.run_id
 
 
 def log_sweep(tracking_uri: str, name: str, base: dict, grid: dict[str, list],
-              artifact_location: str | None = None, records_of=None) -> str:
+              artifact_location: str | None = None, records_of=None,
+              legacy: bool = False) -> str:
     """Run every grid point of a base trial spec with mad_core and log it; the parent
-    run id. ``records_of(spec)`` replaces running the loop (e.g. to truncate a trial)."""
+    run id. ``records_of(spec)`` replaces running the loop (e.g. to truncate a trial);
+    legacy logs metric histories only (see ``log_trial``)."""
     client = MlflowClient(tracking_uri)
     experiment_id = client.create_experiment(name, artifact_location=artifact_location)
     parent = client.create_run(experiment_id, tags={"mad.role": "sweep", "mad.sweep": name,
@@ -70,7 +99,8 @@ def log_sweep(tracking_uri: str, name: str, base: dict, grid: dict[str, list],
             target[last] = value
         spec = resolve_spec(raw)
         records = records_of(spec) if records_of else list(SelfConsumingLoop(spec))
-        log_trial(client, experiment_id, parent.info.run_id, name, spec, coordinates, records)
+        log_trial(client, experiment_id, parent.info.run_id, name, spec, coordinates, records,
+                  legacy=legacy)
     client.set_terminated(parent.info.run_id)
     return parent.info.run_id
 
@@ -107,6 +137,23 @@ def test_records_are_one_typed_row_per_trial_and_generation(small_store, tmp_pat
     expected = list(SelfConsumingLoop(spec))
     assert np.allclose(one["w2_sq_mean"], [r["w2_sq_mean"] for r in expected], rtol=1e-12)
     assert (one["n_train"] == 70).iloc[1:].all()
+
+
+def test_record_parts_and_legacy_histories_load_the_same_table(small_store, tmp_path):
+    uri, _, root = small_store
+    log_sweep(uri, "small_legacy", {**SMALL_BASE, "n_real": 10}, SMALL_GRID,
+              artifact_location=(root / "legacy").as_uri(), legacy=True)
+    from_parts = load_sweep("small", uri).records
+    from_histories = load_sweep("small_legacy", uri).records
+    assert from_histories["run_id"].nunique() == 8
+    assert set(from_parts.columns) == set(from_histories.columns)
+    key = ["lam", "n_syn", "seed", "generation"]
+    columns = [c for c in from_parts.columns
+               if c not in ("run_id", "parent_run_id", "trial_id", "seconds")]
+    ordered = [frame.sort_values(key, ignore_index=True)[columns]
+               for frame in (from_parts, from_histories)]
+    # Parts keep integers as integers; histories hold floats.
+    pd.testing.assert_frame_equal(*ordered, check_dtype=False)
 
 
 def test_singular_logdet_reads_back_as_minus_infinity(tmp_path):

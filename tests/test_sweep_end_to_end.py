@@ -30,7 +30,8 @@ SWEEP = {
 
 @pytest.fixture
 def sweep(write_sweep, tracking_uri):
-    return load_sweep(str(write_sweep(SWEEP)))
+    return load_sweep(str(write_sweep({**SWEEP, "tracked_metrics": ["w2_sq_mean",
+                                                                     "logdet_median"]})))
 
 
 def test_store_holds_parent_and_every_trial_history(local_ray, sweep, tracking_uri, check_store):
@@ -68,6 +69,7 @@ def test_store_holds_parent_and_every_trial_history(local_ray, sweep, tracking_u
         assert tags["mad.trial_id"] and tags["mad.commit"] == parent.data.tags["mad.commit"]
         assert json.loads(tags["mad.resources"]) == {"cpu": 1, "gpu": 0}
         assert run.data.params == spec_params(point.spec)
+        assert json.loads(tags["mad.tracked_metrics"]) == ["w2_sq_mean", "logdet_median"]
 
     singular = next(p for p in sweep.trials if p.coordinates["n_syn"] == 3)
     assert list(SelfConsumingLoop(singular.spec))[-1]["logdet_median"] == float("-inf")

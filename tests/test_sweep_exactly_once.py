@@ -21,7 +21,7 @@ from mad_core.loop import SelfConsumingLoop
 from sweeps.mlflow_callback import MlflowTrialLogger
 from sweeps.mlflow_runs import open_experiment, provenance_tags, start_parent_run
 from sweeps.sweep_file import load_sweep
-from sweeps.trial import ARTIFACTS_KEY, CHECKPOINT_FLAG, trial_config
+from sweeps.trial import ARTIFACTS_KEY, CHECKPOINT_FLAG, RECORDS_KEY, trial_config
 
 GENERATIONS = 5
 SWEEP = {"name": "replay", "generations": GENERATIONS,
@@ -37,13 +37,26 @@ def grid_path(generation: int) -> str:
     return f"grids/generation_{generation:04d}.png"
 
 
-def result(record: dict, checkpoint_every: int) -> dict:
-    """What run_trial reports for a record, with a file for every generation."""
-    reported = {"record": record,
-                ARTIFACTS_KEY: {grid_path(record["generation"]): b"%d" % record["generation"]}}
-    if checkpointed(record["generation"], checkpoint_every):
+def result(records: list[dict], checkpoint_every: int) -> dict:
+    """What run_trial reports for a chunk of records, with a file for every generation."""
+    reported = {RECORDS_KEY: records, "record": records[-1],
+                ARTIFACTS_KEY: {grid_path(r["generation"]): b"%d" % r["generation"]
+                                for r in records}}
+    if checkpointed(records[-1]["generation"], checkpoint_every):
         reported[CHECKPOINT_FLAG] = True
     return reported
+
+
+def chunks(records: list[dict], checkpoint_every: int, size: int) -> list[list[dict]]:
+    """Records cut as run_trial cuts them: a chunk ends at a checkpoint, or after `size`
+    records (standing in for CHUNK_S of work)."""
+    cut, current = [], []
+    for record in records:
+        current.append(record)
+        if len(current) == size or checkpointed(record["generation"], checkpoint_every):
+            cut.append(current)
+            current = []
+    return cut + ([current] if current else [])
 
 
 def scenarios(checkpoint_every: int):
@@ -54,9 +67,9 @@ def scenarios(checkpoint_every: int):
 
 
 @pytest.mark.parametrize("driver_restarted", [False, True], ids=["retry", "driver restart"])
-@pytest.mark.parametrize("checkpoint_every", [1, 2])
+@pytest.mark.parametrize("checkpoint_every,chunk", [(1, 1), (2, 1), (5, 2)])
 def test_history_holds_every_generation_once(write_sweep, tracking_uri, check_store,
-                                             checkpoint_every, driver_restarted):
+                                             checkpoint_every, chunk, driver_restarted):
     cases = scenarios(checkpoint_every)
     sweep = load_sweep(str(write_sweep({**SWEEP, "grid": {"seed": list(range(len(cases)))}})))
     client = MlflowClient(tracking_uri)
@@ -70,17 +83,23 @@ def test_history_holds_every_generation_once(write_sweep, tracking_uri, check_st
                       trial_id=f"replay_{point.index:05d}", stub=True)
         records = list(SelfConsumingLoop(point.spec))
         logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
-        for record in records[:failed_after]:
+        for part in chunks(records[:failed_after], checkpoint_every, chunk):
             logger.on_trial_result(iteration=0, trials=[trial], trial=trial,
-                                   result=result(record, checkpoint_every))
+                                   result=result(part, checkpoint_every))
         if driver_restarted:
+            # A killed driver loses its buffer and whatever its writer had queued. Tune
+            # registers a checkpoint only after on_checkpoint waited for the writer, so
+            # the checkpoint restored from is always stored; lost writes after it are
+            # re-run. Letting the queue drain is the case that could store a
+            # generation twice.
+            logger.writer.flush()
             logger = pickle.loads(pickle.dumps(logger))
         else:
             logger.on_trial_recover(iteration=0, trials=[trial], trial=trial)
         logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
-        for record in records[restored_from:]:
+        for part in chunks(records[restored_from:], checkpoint_every, chunk):
             logger.on_trial_result(iteration=0, trials=[trial], trial=trial,
-                                   result=result(record, checkpoint_every))
+                                   result=result(part, checkpoint_every))
         logger.on_trial_complete(iteration=0, trials=[trial], trial=trial)
 
     children = check_store(tracking_uri, sweep, parent_run_id)

@@ -12,7 +12,7 @@ import ray
 from mlflow import MlflowClient
 from ray.cluster_utils import Cluster
 
-from sweeps.mlflow_runs import child_runs, last_logged_generation
+from sweeps.mlflow_runs import child_runs, last_stored_record
 from sweeps.runner import run_sweep
 from sweeps.sweep_file import load_sweep
 
@@ -63,7 +63,7 @@ def sweep_losing_a_node(cluster, worker, sweep, tracking_uri: str, mid_way: rang
             return False
         runs = client.search_runs([experiment.experiment_id], "tags.`mad.role` = 'trial'")
         return len(runs) == len(sweep.trials) and all(
-            last_logged_generation(client, run.info.run_id) in mid_way for run in runs)
+            last_stored_record(client, run.info.run_id) in mid_way for run in runs)
 
     wait_until(every_trial_mid_way, 120, "every trial to be mid-way")
     cluster.remove_node(worker, allow_graceful=False)

@@ -10,7 +10,7 @@ import pytest
 import mad_cli
 from mad_core.spec import SpecError
 from mad_core.spec_files import SpecFileError
-from sweeps.mlflow_runs import encode_metric, grid_csv
+from sweeps.mlflow_runs import encode_metric, grid_csv, tracked_keys
 from sweeps.sweep_file import SHIPPED_SWEEPS, load_sweep
 from sweeps.tracking_store import TrackingStoreError, check_tracking_store, resolve_tracking_uri
 
@@ -100,6 +100,12 @@ FAULTS = {
     "generations twice": ({"trial": {**TRIAL, "generations": 5}}, "generations", "given twice"),
     "bad base spec": ({"trial": {**TRIAL, "model": "gausian"}}, "trial.model",
                       "did you mean 'gaussian'"),
+    "tracked metric without summary": ({"tracked_metrics": ["w2_sq"]}, "tracked_metrics",
+                                       "like w2_sq_mean"),
+    "tracked metrics not a list": ({"tracked_metrics": "w2_sq_mean"}, "tracked_metrics",
+                                   "must be a list"),
+    "tracked metric twice": ({"tracked_metrics": ["fid_mean", "fid_mean"]},
+                             "tracked_metrics", "list each once"),
 }
 
 
@@ -186,6 +192,18 @@ def test_unreachable_tracking_server_fails_before_ray_starts(write_sweep, tmp_pa
     assert not ray.is_initialized()
     with pytest.raises(TrackingStoreError, match="does not exist"):
         check_tracking_store(f"sqlite:///{tmp_path}/no/such/folder/mlflow.db")
+
+
+def test_tracked_metrics_default_to_the_primary_metrics_summaries():
+    gaussian = {"generation": 1, "n_train": 10, "w2_sq_mean": 1.0, "w2_sq_median": 0.9,
+                "w2_sq_q95": 2.0, "trace_mean": 3.0, "seconds": 0.1}
+    assert tracked_keys(gaussian, None) == ("w2_sq_mean", "w2_sq_median")
+    assert tracked_keys(gaussian, "all") == ("w2_sq_mean", "w2_sq_median", "w2_sq_q95",
+                                             "trace_mean")
+    assert tracked_keys(gaussian, ("trace_mean", "fid_mean")) == ("trace_mean",)
+    # A record without any primary metric shows every mean.
+    assert tracked_keys({"generation": 1, "trace_mean": 1.0, "trace_sem": 0.1}, None) == (
+        "trace_mean",)
 
 
 def test_infinite_record_values_are_logged_as_float_max():

@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 import mad_cli
-from sweeps.mlflow_runs import child_runs, last_logged_generation, latest_parent_run
+from sweeps.mlflow_runs import child_runs, last_stored_record, latest_parent_run
 from sweeps.sweep_file import load_sweep
 
 # With slow_trial: four trials, two at a time, about 3 s each (60 generations of 50 ms).
@@ -43,7 +43,7 @@ def test_resume_after_the_driver_was_killed(local_ray, write_sweep, tracking_uri
     client = MlflowClient(tracking_uri)
 
     def some_finished_some_mid_way() -> bool:
-        statuses = [(run.info.status, last_logged_generation(client, run.info.run_id))
+        statuses = [(run.info.status, last_stored_record(client, run.info.run_id))
                     for run in sweep_children(client).values()]
         return any(s == "FINISHED" for s, _ in statuses) and any(
             s == "RUNNING" and 4 <= logged < 50 for s, logged in statuses)
