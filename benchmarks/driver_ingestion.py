@@ -1,0 +1,137 @@
+"""How many generations per second one sweep driver takes in and stores, against an
+earlier revision of the project measured in the same run.
+
+    python benchmarks/driver_ingestion.py [--trials 8] [--generations 2000] [--baseline REV]
+
+Many fast trials (exact Gaussian loops at d = 2 and 2 chains, well under a millisecond
+per generation) run at once on a local Ray with one logical CPU per trial, into a fresh
+sqlite MLflow store: the trials produce far faster than any store absorbs, so the
+sweep's pace is the driver's (Tune's results, the MLflow writes). Each revision runs the
+same sweep file in its own process, this checkout's code and the baseline's (checked
+out into a temporary git worktree), and the benchmark prints:
+
+- ingestion: generations of complete records stored per second, counted over the
+  window from the first trial's start to the last trial's end (MLflow run times), so
+  Ray's and Tune's start-up are left out;
+- the ratio of this checkout's rate to the baseline's (target: >= 1,000 generations per
+  second, so a 64-CPU cluster is not driver-bound);
+- whether every generation of every trial was stored (read back by `analysis`).
+
+The default baseline is the last revision that sent one Tune result and ~30 MLflow
+metrics per generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DEFAULT_BASELINE = "ef32e8c"
+
+# Runs in a fresh interpreter against whichever revision PYTHONPATH selects: only the
+# API both revisions share (load_sweep, run_sweep with tracking_uri and storage).
+DRIVER = textwrap.dedent("""
+    import json, sys, time
+    from sweeps.environment import configure_local_ray
+    configure_local_ray()
+    import ray
+    from sweeps.runner import run_sweep
+    from sweeps.sweep_file import load_sweep
+    path, uri, storage, cpus, out = sys.argv[1:6]
+    ray.init(address="local", num_cpus=int(cpus), include_dashboard=False,
+             log_to_driver=False)
+    started = time.perf_counter()
+    outcome = run_sweep(load_sweep(path), tracking_uri=uri, storage=storage)
+    seconds = time.perf_counter() - started
+    ray.shutdown()
+    json.dump({"seconds": seconds, "finished": outcome.finished,
+               "experiment_id": outcome.experiment_id}, open(out, "w"))
+""")
+
+
+def sweep_file(folder: Path, trials: int, generations: int) -> Path:
+    content = {"name": "driver_ingestion",
+               "trial": {"model": "gaussian", "loop": "fresh_data", "n_init": 20,
+                         "n_real": 10, "n_syn": 10, "chains": 2, "simulation": "exact",
+                         "data": {"source": "gaussian", "dim": 2}},
+               "generations": generations, "grid": {"seed": {"range": [0, trials]}},
+               "checkpoint_every": max(1, generations // 4)}
+    path = folder / "driver_ingestion.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def run_revision(source: Path, sweep: Path, folder: Path, cpus: int) -> dict:
+    """Run the sweep with the code under `source`; wall seconds, the ingestion window and
+    the generations stored (read by this checkout's analysis package)."""
+    folder.mkdir()
+    uri = f"sqlite:///{folder}/mlflow.db"
+    out = folder / "outcome.json"
+    environment = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", DRIVER, str(sweep), uri, str(folder / "tune"),
+                    str(cpus), str(out)], cwd=folder, env=environment, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outcome = json.loads(out.read_text())
+
+    from mlflow import MlflowClient
+
+    from analysis.load import load_sweep as load_records
+
+    runs = MlflowClient(uri).search_runs([outcome["experiment_id"]],
+                                         "tags.`mad.role` = 'trial'")
+    window = (max(run.info.end_time for run in runs)
+              - min(run.info.start_time for run in runs)) / 1000
+    records = load_records("driver_ingestion", uri).records
+    return {**outcome, "window": window, "stored": len(records),
+            "unique": len(records.drop_duplicates(["run_id", "generation"]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=8, help="trials, all running at once")
+    parser.add_argument("--generations", type=int, default=2000)
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision")
+    args = parser.parse_args()
+    expected = args.trials * args.generations
+    with tempfile.TemporaryDirectory(prefix="driver_ingestion") as tmp:
+        folder = Path(tmp)
+        sweep = sweep_file(folder, args.trials, args.generations)
+        baseline_source = folder / "baseline"
+        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--detach",
+                        str(baseline_source), args.baseline], check=True,
+                       capture_output=True)
+        try:
+            results = {"this checkout": run_revision(REPOSITORY, sweep, folder / "current",
+                                                     args.trials),
+                       f"baseline {args.baseline}": run_revision(
+                           baseline_source, sweep, folder / "old", args.trials)}
+        finally:
+            subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "remove", "--force",
+                            str(baseline_source)], check=False, capture_output=True)
+    print(f"\n{args.trials} trials x {args.generations} generations at once "
+          f"({expected:,} generations), local Ray, sqlite store")
+    rates = {}
+    for name, result in results.items():
+        rates[name] = result["stored"] / result["window"]
+        complete = "every generation once" if result["unique"] == result["stored"] == expected \
+            else f"{result['unique']:,} of {expected:,} generations stored"
+        print(f"  {name:>20}: {rates[name]:8,.0f} generations/s stored over "
+              f"{result['window']:6.1f} s of trials ({result['seconds']:.1f} s in run_sweep); "
+              f"{complete}")
+    current, baseline = rates.values()
+    print(f"ingestion, this checkout / baseline: {current / baseline:6.1f}x "
+          f"(target: >= 1,000 generations/s, this checkout {current:,.0f})")
+
+
+if __name__ == "__main__":
+    main()
