@@ -2,7 +2,7 @@
 
     from analysis.load import load_sweep          # MLflow -> tidy table (cached)
     from analysis.report import analyze           # every table and figure that applies
-    from analysis.asymptote import estimate_asymptote
+    from mad_core.convergence import estimate_asymptote   # shared with the loop's stop rule
     from analysis.effective_size import MonotoneCurve
     from analysis.reference import gaussian_reference_curve, baseline_reference_curve
     from analysis.gaussian_theory import expected_trace_and_mean_error

@@ -6,12 +6,18 @@ grid of n (measured or simulated, with Monte Carlo noise), so it is first made m
 log-log space, where such curves are close to straight lines. n_e solves f(n_e) = y.
 A y outside the curve's range gives a bound (n_e < n_min or n_e > n_max), never an
 extrapolated number.
+
+The interval on n_e covers two independent errors: the limit's (from the sweep's chains)
+and the curve's own Monte Carlo error (from the reference's draws, independent of the
+sweep's and, for a computed Gaussian curve, independent across n). It is every n at which
+f(n) is compatible with the limit (``MonotoneCurve.effective_size``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
@@ -123,26 +129,50 @@ class MonotoneCurve:
         """The curve's relative Monte Carlo error at n (linear in log n, clamped)."""
         return float(np.interp(math.log(n), self.log_n, self.relative_error))
 
+    def solve(self, target: Callable[[float], float]) -> Bounded:
+        """n with f(n) = target(n), or a bound at the end of the range it lies beyond.
+
+        ``target`` may depend on n (an end of the n_e interval, which widens with the curve's
+        error at n); f(n) - target(n) must decrease in n, as it does for a constant target.
+        """
+        def gap(log_n: float) -> float:
+            return math.exp(float(self._log_curve(log_n))) - target(math.exp(log_n))
+
+        first, last = gap(self.log_n[0]), gap(self.log_n[-1])
+        if first <= 0:
+            return Bounded(self.n_min, INSIDE if first == 0 else BELOW)
+        if last >= 0:
+            return Bounded(self.n_max, INSIDE if last == 0 else ABOVE)
+        return Bounded(float(math.exp(brentq(gap, self.log_n[0], self.log_n[-1], xtol=1e-12))))
+
     def inverse(self, y: float) -> Bounded:
         """n with f(n) = y, or a bound when y lies outside [f(n_max), f(n_min)]."""
-        if not y > 0:
-            return Bounded(self.n_max, ABOVE)
-        log_y = math.log(y)
-        if log_y >= self.log_y[0]:
-            return Bounded(self.n_min, INSIDE if log_y == self.log_y[0] else BELOW)
-        if log_y <= self.log_y[-1]:
-            return Bounded(self.n_max, INSIDE if log_y == self.log_y[-1] else ABOVE)
-        root = brentq(lambda log_n: float(self._log_curve(log_n)) - log_y,
-                      self.log_n[0], self.log_n[-1], xtol=1e-12)
-        return Bounded(float(math.exp(root)))
+        return self.solve(lambda n: y)
 
     def effective_size(self, y: float, low: float, high: float,
                        confidence: float = 0.95) -> EffectiveSize:
-        """n_e for a distance y with interval [low, high], widened by the curve's own
-        Monte Carlo error at n_e (added in quadrature to the half-widths)."""
-        estimate = self.inverse(y)
+        """n_e for a distance y with interval [low, high], widened by the curve's own error.
+
+        The interval is every n at which f(n) is compatible with the limit:
+        -(y - low)' <= f(n) - y <= (high - y)', where each half-width h of the limit's
+        interval becomes h' = sqrt(h^2 + (z se_f(n))^2), se_f(n) the curve's standard error
+        at that n and z the normal quantile of ``confidence``. So the low end of n_e is
+        where f(n) meets y + (high - y)', and the high end where it meets y - (y - low)';
+        with an exact limit (low = high = y) the ends are where f -+ z se_f cross y.
+
+        Why the quadrature sum: the limit and the curve come from independent draws, so
+        Var(y - f(n)) is the sum of their variances, and adding the two half-widths in
+        quadrature is that sum at one confidence level (exact for two normal errors; the
+        limit's Student-t half-width keeps its own, slightly larger quantile, which errs
+        on the wide side). The curve's error is taken at the candidate n, not at n_e, so
+        that an end far from n_e uses the curve's error where the curve is read.
+        """
         z = norm.ppf(0.5 + confidence / 2)
-        curve_half_width = z * self.relative_error_at(estimate.value) * y
-        upper = y + math.hypot(high - y, curve_half_width)
-        lower = y - math.hypot(y - low, curve_half_width)
-        return EffectiveSize(estimate, low=self.inverse(upper), high=self.inverse(lower))
+
+        def half_width(limit_half_width: float, n: float) -> float:
+            curve_error = self.relative_error_at(n) * float(self(n))
+            return math.hypot(limit_half_width, z * curve_error)
+
+        return EffectiveSize(self.inverse(y),
+                             low=self.solve(lambda n: y + half_width(high - y, n)),
+                             high=self.solve(lambda n: y - half_width(y - low, n)))

@@ -14,11 +14,21 @@ with E|xbar_s - xbar_r|^2 and M_t depending on whether the real part is fresh ea
 generation or the same fixed set (see ``expected_trace_and_mean_error``). W2^2 is not
 linear in the fit, so it has no such closed form. Only the default synthetic source
 (the previous generation) is covered: pools and last-K mixtures are not.
+
+One fit on n real samples of P_r = N(m, v I_d) (the reference curve f(n) of n_e): the
+mean error is v chi2_d / n, and the scatter is v W with W ~ Wishart(I_d, n - 1),
+independent of the mean; Sigma = v W / k(n). Every record metric but W2 is then a
+moment of W with a closed form (``fit_expectation``). W2^2 is one too at d = 1, where
+tr W^{1/2} = sqrt(chi2_{n-1}); at d > 1 only E tr W^{1/2} needs simulating
+(``fit_w2_sq``, ``analysis.reference``).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy.special import digamma, gammaln
 
 from mad_core.models.gaussian import covariance_denominator
 
@@ -73,3 +83,54 @@ def expected_trace_and_mean_error(*, loop: str, lam: float, n_init: int, n_real:
                    + (n_real * n_syn / n) * gap_sq)
         trace[t] = scatter / covariance_denominator(n, covariance)
     return trace, mean_error
+
+
+def expected_sqrt_chi2(dof: int) -> float:
+    """E sqrt(X) for X ~ chi2_dof: sqrt(2) Gamma((dof + 1) / 2) / Gamma(dof / 2), through
+    log-gammas (the ratio of gammas overflows beyond dof ~ 340). For dof = n - 1 it is
+    sqrt(n - 1) c4(n), c4 the bias factor of the sample standard deviation."""
+    return math.sqrt(2.0) * math.exp(gammaln((dof + 1) / 2) - gammaln(dof / 2))
+
+
+def wishart_trace_moments(n: int, dim: int) -> tuple[float, float]:
+    """(E tr W, E tr W^2) for W ~ Wishart(I_dim, n - 1), singular or not: W is a sum of
+    k = n - 1 outer products x x^T of N(0, I) vectors, E x x^T = I and
+    E (x x^T)^2 = (dim + 2) I, so E W^2 = k (k + dim + 1) I."""
+    k = n - 1
+    return float(k * dim), float(k * dim * (k + dim + 1))
+
+
+def fit_w2_sq(n: int, dim: int, var: float, covariance: str, root_trace: float) -> float:
+    """E W2^2 between one fit on n samples and P_r = N(m, var I_dim), given
+    root_trace = E tr W^{1/2}, W ~ Wishart(I_dim, n - 1) the fit's scatter in units of var.
+
+    W2^2 = |mu - m|^2 + tr Sigma + dim var - 2 sqrt(var) tr Sigma^{1/2} with
+    Sigma = var W / k(n), so it is linear in root_trace (slope -2 var / sqrt(k(n))).
+    """
+    k = covariance_denominator(n, covariance)
+    return var * (dim / n + dim * (n - 1) / k + dim - 2 * root_trace / math.sqrt(k))
+
+
+def fit_expectation(metric: str, n: int, dim: int, var: float = 1.0,
+                    covariance: str = "unbiased") -> float | None:
+    """E metric of one Gaussian fit on n >= 2 samples of N(m, var I_dim), in closed form;
+    None where there is none (w2 at any dim, w2_sq at dim > 1: simulate those).
+
+    Metrics as mad_core records them: mean_err_sq = |mu - m|^2, trace = tr Sigma,
+    logdet = log det Sigma (-inf when n - 1 < dim: Sigma is singular), w2_sq.
+    At dim = 1 with the unbiased fit, E W2^2 = var (1/n + 2 - 2 c4(n)).
+    """
+    k = covariance_denominator(n, covariance)
+    if metric == "mean_err_sq":
+        return dim * var / n
+    if metric == "trace":
+        return dim * var * (n - 1) / k
+    if metric == "logdet":
+        if n - 1 < dim:
+            return -math.inf
+        # E log det W = sum_i [psi((n - 1 - i) / 2) + log 2] (Bartlett: independent chi2s).
+        log_det_w = float(sum(digamma((n - 1 - i) / 2) for i in range(dim))) + dim * math.log(2)
+        return dim * math.log(var / k) + log_det_w
+    if metric == "w2_sq" and dim == 1:
+        return fit_w2_sq(n, 1, var, covariance, expected_sqrt_chi2(n - 1))
+    return None

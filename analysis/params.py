@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mad_core.spec import (COMMON_DATA_FIELDS, METRIC_FIELDS, MODEL_FIELDS, SOURCE_FIELDS,
-                           TOP_FIELDS, Field)
+                           STOP_FIELDS, TOP_FIELDS, Field)
 
 NULL_TEXTS = ("None", "null", "")
 TRUE_TEXTS, FALSE_TEXTS = ("True", "true"), ("False", "false")
@@ -22,7 +22,8 @@ def spec_field_kinds() -> dict[str, type]:
     """{dotted key: int, float, bool or str} for every key a trial spec can have."""
     kinds = {key: field.kind for key, field in TOP_FIELDS.items()}
     sections: list[tuple[str, dict[str, Field]]] = [("data", COMMON_DATA_FIELDS),
-                                                    ("metrics", METRIC_FIELDS)]
+                                                    ("metrics", METRIC_FIELDS),
+                                                    ("stop", STOP_FIELDS)]
     sections += [("data", fields) for fields in SOURCE_FIELDS.values()]
     sections += [("model_options", fields) for fields in MODEL_FIELDS.values()]
     for section, fields in sections:

@@ -32,9 +32,10 @@ from analysis.figures.phase import plot_phase_diagram
 from analysis.figures.stability import plot_stability
 from analysis.load import Sweep
 from analysis.stability import Level, assess_stability, kept_level
-from analysis.reference import (ReferenceCurve, baseline_reference_curve,
-                                exact_gaussian_applies, gaussian_reference_curve,
-                                log_spaced_sizes, reference_key_columns)
+from analysis.reference import (GAUSSIAN_CURVE_VERSION, ReferenceCurve,
+                                baseline_reference_curve, exact_gaussian_applies,
+                                gaussian_reference_curve, log_spaced_sizes,
+                                reference_key_columns)
 
 GENERATION_LINE_PARAMETERS = ("loop", "lam", "n_init", "synthetic_source", "lambda_b")
 EFFECTIVE_LINE_PARAMETERS = ("loop", "lam", "n_real")
@@ -96,7 +97,8 @@ class ReferenceCurves:
     def _gaussian(self, parameters: dict, largest: float) -> ReferenceCurve:
         sizes = log_spaced_sizes(SMALLEST_FIT, REFERENCE_RANGE * largest)
         key = json.dumps({"parameters": {k: str(v) for k, v in parameters.items()},
-                          "metric": self.metric, "sizes": sizes.tolist()}, sort_keys=True)
+                          "metric": self.metric, "sizes": sizes.tolist(),
+                          "version": GAUSSIAN_CURVE_VERSION}, sort_keys=True)
         path = None
         if self.cache_dir is not None:
             digest = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -200,6 +202,11 @@ def write_generation_figures(sweep: Sweep, asymptotes: pd.DataFrame, varying: li
                            f"generations/generations_{slug(values)}.png")
 
 
+def reference_footnote(rows: pd.DataFrame) -> str:
+    """Which reference curves gave the n_e of these rows, for a figure's caption."""
+    return "f(n): " + "; ".join(dict.fromkeys(rows["reference"].dropna()))
+
+
 def write_effective_size_figures(table: pd.DataFrame, varying: list[str], metric: str,
                                  caption: str, report: Report) -> None:
     with_ratio = table[table["n_real"] > 0].copy()
@@ -212,7 +219,8 @@ def write_effective_size_figures(table: pd.DataFrame, varying: list[str], metric
         facet_keys = [p for p in varying if p not in (x, y, panel)]
         for values, rows in facets(with_ratio, facet_keys):
             title = f"{title_metric}\n" + " · ".join(p for p in (caption, describe(values)) if p)
-            report.save_figure(plot_phase_diagram(rows, x, y, panel, title),
+            report.save_figure(plot_phase_diagram(rows, x, y, panel, title,
+                                                  reference_footnote(rows)),
                                f"{name}{'_' + slug(values) if values else ''}.png")
     x = next((p for p in ("n_syn", "n_real", "lam") if p in varying), None)
     if x is None:
@@ -225,7 +233,8 @@ def write_effective_size_figures(table: pd.DataFrame, varying: list[str], metric
         figure = plot_intervals(rows, x, line_keys, value="ratio", low="ratio_low",
                                 high="ratio_high", bound="ratio_bound", ylabel="n_e / n_r",
                                 title=title, panel_key=panel_key,
-                                reference_y=(1.0, "n_e = n_r"))
+                                reference_y=(1.0, "n_e = n_r"),
+                                footnote=reference_footnote(rows))
         report.save_figure(figure, f"effective_size{'_' + slug(values) if values else ''}.png")
 
 

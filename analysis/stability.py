@@ -3,7 +3,7 @@ settle (no trend in the metric) near the level that real data alone gives, or dr
 
 For a trial's series of a metric (the mean over its chains at generations 1..T):
 
-1. Burn-in as for asymptotes (``analysis.asymptote.burn_in_generations``: G1 and the
+1. Burn-in as for asymptotes (``mad_core.convergence.burn_in_generations``: G1 and the
    MSER-5 cut).
 2. Trend: the least-squares line through the kept generations. Successive generations
    are correlated, so the slope's variance is the independent-noise one,
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from analysis.asymptote import (ALPHA, MIN_RETAINED, burn_in_generations,
-                                integrated_autocorrelation_time)
+from mad_core.convergence import (ALPHA, MIN_RETAINED, burn_in_generations,
+                                   integrated_autocorrelation_time)
 
 VERDICTS = ("settles", "settles away", "drifts", "undetermined")
 MIN_EFFECTIVE = 20  # kept generations per autocorrelation time needed (as for asymptotes)

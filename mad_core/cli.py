@@ -1,4 +1,5 @@
-"""`mad run`: one trial of a spec, with progress, a per-generation table and records.csv."""
+"""`mad run`: one trial of a spec, with progress, a per-generation table and records.csv;
+with a stop rule, whether and where the trial converged."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from mad_core.convergence import StopRule
 from mad_core.loop import SelfConsumingLoop
 from mad_core.models import MODELS
 from mad_core.spec import SpecError, TrialSpec, resolve_spec
@@ -117,6 +119,8 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     resolved = yaml.safe_dump(spec.to_dict(), sort_keys=False)
     print(f"# resolved spec {spec.spec_hash()} (from {path}), device {device}\n{resolved}")
+    if spec.stop is not None:
+        print(f"# {StopRule(**spec.stop).describe()}; at most {spec.generations} generations\n")
     if args.dry_run:
         return 0
 
@@ -141,6 +145,10 @@ def run_command(args: argparse.Namespace) -> int:
                 (out / name).write_bytes(content)
             progress.write(format_row(record, columns))
             progress.update()
+    if loop.rule is not None:
+        early = (f"; stopped {spec.generations - loop.generation} generations before "
+                 f"generations = {spec.generations}" if loop.stopped_early else "")
+        print(f"stop rule: {loop.stop_status}{early}")
     print(f"records: {records_path}")
     if spec.grid_every or spec.snapshot_every:
         print(f"sample grids and snapshots: {out / 'grids'}, {out / 'snapshots'}")

@@ -1,14 +1,18 @@
 """The self-consuming loop: one trial, one record per generation, resumable.
 
     loop = SelfConsumingLoop(resolve_spec(raw), device="cpu")
-    for record in loop:              # generation 1 .. spec.generations
+    for record in loop:              # generation 1 .. spec.generations, or until it stops
         files = loop.artifacts       # {path: bytes}: sample grid, model snapshots due
         state = loop.state_dict()    # resume point after this generation (arrays, tensors)
+    print(loop.stop_status)          # with a stop rule: whether and where it converged
 
 ``SelfConsumingLoop(spec, state=state)`` continues after the saved generation and
 yields records identical to an uninterrupted run (bar ``seconds``): every random
 draw comes from a generator derived from (seed, generation), never from a
-generator's history.
+generator's history. With a stop rule (the spec's ``stop``,
+``mad_core.convergence.StopRule``) the loop ends at the first check where its own
+series of the rule's metric has a limit known to ``rel_precision``; the state holds that
+series, so a resumed loop stops at the same generation.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
+import numpy as np
+
+from mad_core.convergence import Asymptote, StopRule
 from mad_core.metrics.summary import summarise
 from mad_core.spec import TrialSpec
 
@@ -51,6 +58,14 @@ class SelfConsumingLoop:
         # {metric: (C,)} of the latest generation: the distribution over chains that
         # the record summarises.
         self.per_chain: dict = {}
+        self.rule = StopRule(**spec.stop) if spec.stop is not None else None
+        # The rule's metric at generations 1..spec.generations (filled as they run).
+        self._series = np.full(spec.generations if self.rule else 0, np.nan)
+        # The latest check: its generation, its estimate, and whether the rule was met
+        # (then the loop is done).
+        self.checked_at = 0
+        self.estimate: Asymptote | None = None
+        self.converged = False
         if state is not None:
             if state["spec_hash"] != spec.spec_hash():
                 raise StateMismatchError(
@@ -58,10 +73,57 @@ class SelfConsumingLoop:
                     f"resume with the spec the state was saved with")
             self.simulator.load_state_dict(state["simulator"])
             self.generation = state["generation"]
+            if self.rule is not None:
+                self._series[:self.generation] = state["stop_history"]
+                # A state saved just after a check: redo it (it is deterministic), so that
+                # `done` and `stop_status` are what they were when the state was saved.
+                if self._check_due():
+                    self._check()
 
     @property
     def done(self) -> bool:
-        return self.generation >= self.spec.generations
+        return self.generation >= self.spec.generations or self.converged
+
+    @property
+    def history(self) -> np.ndarray:
+        """(generation,) the stop rule's metric at the generations run so far."""
+        return self._series[:self.generation]
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the stop rule ended the trial before ``spec.generations``."""
+        return self.converged and self.generation < self.spec.generations
+
+    @property
+    def stop_status(self) -> str:
+        """One line on the stop rule: "" without one; else whether and where it was met,
+        with the limit and its relative half-width, or why not yet."""
+        if self.rule is None:
+            return ""
+        metric = self.rule.metric
+        if self.estimate is None:
+            return f"{metric}: no check yet (the first at G{self.rule.min_generations})"
+        estimate = self.estimate
+        if estimate.converged:
+            limit = (f"{metric} = {estimate.value:.6g} +- "
+                     f"{100 * estimate.relative_half_width:.2g} % (95 %; burn-in "
+                     f"{estimate.burn_in}, autocorrelation time "
+                     f"{estimate.autocorrelation_time:.3g} generations)")
+            if self.converged:
+                return f"converged at G{self.checked_at}: {limit}"
+            return (f"not converged at G{self.checked_at}: {limit}, wider than the "
+                    f"+-{100 * self.rule.rel_precision:g} % asked")
+        return f"not converged at G{self.checked_at}: {metric}: {estimate.reason}"
+
+    def _check_due(self) -> bool:
+        """A scheduled check, or the last generation (whose estimate ``stop_status``
+        reports for a trial that did not converge)."""
+        return (self.generation == self.rule.next_check(self.generation)
+                or self.generation == self.spec.generations)
+
+    def _check(self) -> None:
+        self.converged, self.estimate = self.rule.check(self.history)
+        self.checked_at = self.generation
 
     def step(self) -> dict[str, float | int]:
         """Run the next generation and return its record."""
@@ -70,15 +132,20 @@ class SelfConsumingLoop:
         per_chain, counts = self.simulator.step(generation)
         self.generation, self.per_chain = generation, per_chain
         self.artifacts = self.simulator.artifacts(generation)
-        return {
+        record = {
             "generation": generation,
             "n_real": counts["n_real"],
             "n_synthetic": counts["n_synthetic"],
             "n_train": counts["n_real"] + counts["n_synthetic"],
             "chains": self.spec.chains,
             **summarise(per_chain),
-            "seconds": time.perf_counter() - started,
         }
+        if self.rule is not None:
+            self._series[generation - 1] = record[self.rule.metric]
+            if self._check_due():
+                self._check()
+        record["seconds"] = time.perf_counter() - started
+        return record
 
     def __iter__(self) -> Iterator[dict[str, float | int]]:
         while not self.done:
@@ -87,5 +154,8 @@ class SelfConsumingLoop:
     def state_dict(self) -> dict:
         """Everything needed to continue after the current generation: a dict of numbers,
         strings, arrays and tensors that ``mad_core.checkpoint.save_state`` writes."""
-        return {"spec_hash": self.spec.spec_hash(), "generation": self.generation,
-                "simulator": self.simulator.state_dict()}
+        state = {"spec_hash": self.spec.spec_hash(), "generation": self.generation,
+                 "simulator": self.simulator.state_dict()}
+        if self.rule is not None:
+            state["stop_history"] = self.history.copy()
+        return state

@@ -15,11 +15,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from mad_core.convergence import FEWEST_STOP_GENERATIONS
 # Re-exported: sweep files and analysis check and type their keys with the same fields.
 from mad_core.fields import (REQUIRED, Field, Problem, SpecError, check_section, check_value,
-                             size_field)
+                             did_you_mean, size_field)
 from mad_core.images.sources import (IMAGE_SOURCE_FIELDS, LABELLED_SOURCES, ImageFacts,
                                      image_facts)
+from mad_core.metrics.summary import QUANTILES
 from mad_core.models import MODELS
 
 __all__ = ["REQUIRED", "Field", "Problem", "SpecError", "TrialSpec", "check_value",
@@ -34,6 +36,12 @@ IMAGE_SOURCES = tuple(IMAGE_SOURCE_FIELDS)
 SOURCE_NAMES = VECTOR_SOURCES + IMAGE_SOURCES
 # A training set may take at most this share of the machine's memory.
 MEMORY_SHARE = 0.5
+# mad_core.metrics.evaluators.EXACT_EMD_MAX (importing it here would import torch):
+# point-cloud trials record the exact W2 only up to this n_eval. tests/test_loop_stop.py
+# checks the record keys predicted here against real records.
+EXACT_EMD_MAX = 2000
+# Summaries over chains that a stop rule can follow (_sem is a spread, not a level).
+STOP_SUMMARIES = ("mean", *QUANTILES)
 
 _size = size_field
 
@@ -43,7 +51,8 @@ TOP_FIELDS: dict[str, Field] = {
     "loop": Field(str, choices=LOOPS, help="how each generation's training set is built"),
     "lam": Field(float, 1.0, low=0.0, low_open=True, high=1.0,
                  help="sampling bias lambda; 1 = unbiased, lower trades diversity for quality"),
-    "generations": _size(20, help="number of generations, G1 included"),
+    "generations": _size(20, help="number of generations, G1 included; with a stop rule, "
+                                  "the most the trial runs"),
     "seed": _size(0, low=0, help="trial seed; every random draw derives from it"),
     "chains": _size(1, help="independent replicates run together, summarised per generation"),
     "n_init": _size(help="real samples G1 trains on"),
@@ -66,7 +75,7 @@ TOP_FIELDS: dict[str, Field] = {
                             help="keep the fitted model of every this many generations (and the "
                                  "last) as a snapshot file (null: none)"),
 }
-SECTIONS = ("data", "model_options", "metrics")
+SECTIONS = ("data", "model_options", "metrics", "stop")
 
 COMMON_DATA_FIELDS: dict[str, Field] = {
     "source": Field(str, "gaussian", choices=SOURCE_NAMES, help="the real distribution P_r"),
@@ -98,12 +107,26 @@ METRIC_FIELDS: dict[str, Field] = {
     "inception": Field(bool, False, help="image sources: also FID on clean-fid's Inception "
                                          "features (needs its weights file on this machine)"),
 }
+# The section `stop` (null by default: run all `generations`); mad_core.convergence.StopRule.
+STOP_FIELDS: dict[str, Field] = {
+    "metric": Field(str, "w2_sq_mean", help="the record key whose limit decides: a metric of "
+                                             "the trial with _mean, _median, _q05 or _q95"),
+    "rel_precision": Field(float, 0.005, low=0.0, low_open=True,
+                           help="stop once the 95 % interval of the limit is within +- this "
+                                "share of it (below 1)"),
+    # 50: the estimator needs G1 + 20 kept generations; the rest leaves room for burn-in.
+    "min_generations": _size(50, low=FEWEST_STOP_GENERATIONS,
+                             help="the first check (G1 and the estimator's 20 kept "
+                                  "generations at least); later checks every max(10, 5 % of "
+                                  "the generations so far)"),
+}
 
 
 @dataclass(frozen=True)
 class TrialSpec:
     """A resolved, valid trial spec. Sizes are per chain; ``n_real`` and ``n_syn``
-    are always set (derived for fully_synthetic, real_fraction and bertrand)."""
+    are always set (derived for fully_synthetic, real_fraction and bertrand); ``stop``
+    is None (run all generations) or the stop rule's STOP_FIELDS."""
 
     name: str
     model: str
@@ -126,6 +149,7 @@ class TrialSpec:
     data: Mapping[str, Any]
     model_options: Mapping[str, Any]
     metrics: Mapping[str, Any]
+    stop: Mapping[str, Any] | None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON ready), key order as declared."""
@@ -133,8 +157,10 @@ class TrialSpec:
                 for f in dataclasses.fields(self)}
 
     def spec_hash(self) -> str:
-        """12 hex digits identifying the resolved spec (the name excluded)."""
-        content = {k: v for k, v in self.to_dict().items() if k != "name"}
+        """12 hex digits identifying the resolved spec (the name excluded; and a null
+        stop, so that specs from before the stop rule keep their hash)."""
+        content = {k: v for k, v in self.to_dict().items()
+                   if k != "name" and not (k == "stop" and v is None)}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -332,6 +358,49 @@ def _check_memory(v: dict, facts: ImageFacts, problems: list[Problem]) -> None:
                                          f"generations{' (the pool grows every generation)' if pooled else ''}"))
 
 
+def trial_metrics(v: dict) -> tuple[str, ...]:
+    """The per-chain metrics a trial's records summarise, as mad_core.factory's
+    ``make_evaluator`` chooses them from the (valid) model, source and metric settings."""
+    data, model = v["data"], v["model"]
+    if model == "gaussian" and data["source"] == "gaussian":
+        return ("w2", "w2_sq", "mean_err_sq", "trace", "logdet")
+    if data["source"] in IMAGE_SOURCES:
+        names = ("fid", "kid", "precision", "recall", "density", "coverage")
+        if MODELS[model].conditional and data["source"] in LABELLED_SOURCES:
+            names += ("class_fidelity",)
+        return names + (("fid_inception",) if v["metrics"]["inception"] else ())
+    names = ("precision", "recall", "density", "coverage", "trace", "w2_sq_sliced")
+    if data["source"] == "gmm_grid":
+        names += ("modes_covered", "high_quality")
+    return names + (("w2_sq_emp", "w2_emp") if v["metrics"]["n_eval"] <= EXACT_EMD_MAX else ())
+
+
+def _check_stop(v: dict, problems: list[Problem]) -> None:
+    """The stop rule follows a key the trial records and can act before `generations`."""
+    stop = v["stop"]
+    # Which metrics the trial records is only known once these sections are valid.
+    settled = not any(p.field.split(".")[0] in ("model", "data", "metrics", "model_options")
+                      for p in problems)
+    if stop["metric"] is not None and settled:
+        names = trial_metrics(v)
+        keys = [f"{name}_{summary}" for name in names for summary in STOP_SUMMARIES]
+        if stop["metric"] not in keys:
+            problems.append(Problem("stop.metric", (
+                f"{stop['metric']!r} is not in this trial's records"
+                f"{did_you_mean(stop['metric'], keys)}; model {v['model']} on data.source "
+                f"{v['data']['source']} records "
+                + ", ".join(f"{name}_mean" for name in names) + " (and _median, _q05, _q95)")))
+    if stop["rel_precision"] is not None and stop["rel_precision"] >= 1:
+        problems.append(Problem("stop.rel_precision", f"must be below 1 (a share of the limit), "
+                                                      f"got {stop['rel_precision']!r}; e.g. "
+                                                      f"0.005 for +-0.5 %"))
+    if None not in (stop["min_generations"], v["generations"]) \
+            and stop["min_generations"] > v["generations"]:
+        problems.append(Problem("stop.min_generations", (
+            f"{stop['min_generations']} exceeds generations = {v['generations']}, the most "
+            f"the trial runs; lower stop.min_generations or raise generations")))
+
+
 def exact_simulation_possible(model: str, data: Mapping[str, Any]) -> bool:
     """Whether the exact sufficient-statistics simulator applies: a Gaussian model on a
     Gaussian source that is not a finite pool."""
@@ -366,11 +435,15 @@ def resolve_spec(raw: Mapping[str, Any]) -> TrialSpec:
     values["model_options"] = check_section("model_options.", raw.get("model_options"),
                                              model_fields, problems)
     values["metrics"] = check_section("metrics.", raw.get("metrics"), METRIC_FIELDS, problems)
+    values["stop"] = (None if raw.get("stop") is None
+                      else check_section("stop.", raw["stop"], STOP_FIELDS, problems))
 
     if values["loop"] is not None:
         _resolve_sizes(values, problems)
     if values["model"] is not None and values["data"].get("source") is not None:
         _check_consistency(values, problems)
+    if values["stop"] is not None:
+        _check_stop(values, problems)
     if problems:
         raise SpecError(problems)
     return TrialSpec(**values)

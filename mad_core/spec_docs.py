@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mad_core.fields import REQUIRED, Field
 from mad_core.spec import (COMMON_DATA_FIELDS, METRIC_FIELDS, MODEL_FIELDS, SOURCE_FIELDS,
-                           TOP_FIELDS)
+                           STOP_FIELDS, TOP_FIELDS)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 _BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z0-9_.]+) -->\n).*?(<!-- end generated -->)", re.S)
@@ -44,7 +44,7 @@ def key_table(fields: dict[str, Field]) -> str:
 def tables() -> dict[str, str]:
     """Block name -> generated table."""
     blocks = {"top": key_table(TOP_FIELDS), "data": key_table(COMMON_DATA_FIELDS),
-              "metrics": key_table(METRIC_FIELDS)}
+              "metrics": key_table(METRIC_FIELDS), "stop": key_table(STOP_FIELDS)}
     blocks |= {f"data.{name}": key_table(fields) for name, fields in SOURCE_FIELDS.items()}
     blocks |= {f"model.{name}": key_table(fields) for name, fields in MODEL_FIELDS.items()}
     return blocks

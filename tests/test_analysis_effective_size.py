@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from analysis.effective_size import (ABOVE, BELOW, Bounded, MonotoneCurve,
                                      pool_adjacent_violators_decreasing)
@@ -61,13 +62,43 @@ def test_interval_maps_through_the_decreasing_curve():
 
 
 def test_curve_noise_widens_the_interval():
+    """An exact limit (zero-width interval) and a curve with 1 % error: the ends are where
+    f -+ z se_f cross y, f(n) (1 -+ z r) = y, so n = 100 (1 -+ z r) for f = 250 / n."""
     exact = MonotoneCurve(SIZES, 250.0 / SIZES)
     noisy = MonotoneCurve(SIZES, 250.0 / SIZES, standard_error=0.01 * 250.0 / SIZES)
-    # A point estimate (zero-width interval) gets +- 1.96 % from the curve alone.
+    z = norm.ppf(0.975)
     size = noisy.effective_size(2.5, 2.5, 2.5)
     assert exact.effective_size(2.5, 2.5, 2.5).low.value == pytest.approx(100.0)
-    assert size.low.value == pytest.approx(250 / (2.5 * (1 + 1.959964 * 0.01)), rel=1e-6)
-    assert size.high.value == pytest.approx(250 / (2.5 * (1 - 1.959964 * 0.01)), rel=1e-6)
+    assert size.low.value == pytest.approx(100 * (1 - z * 0.01), rel=1e-9)
+    assert size.high.value == pytest.approx(100 * (1 + z * 0.01), rel=1e-9)
+
+
+def test_limit_and_curve_errors_add_in_quadrature():
+    """Limit 2.5 in [2, 3], curve error a = z r of f: the low end's F = f(n) solves
+    F - 2.5 = sqrt(0.5^2 + (a F)^2), i.e. (1 - a^2) F^2 - 5 F + 6 = 0, whose roots
+    (5 +- sqrt(1 + 24 a^2)) / (2 (1 - a^2)) are the two ends' distances."""
+    relative = 0.03
+    curve = MonotoneCurve(SIZES, 250.0 / SIZES, standard_error=relative * 250.0 / SIZES)
+    a = norm.ppf(0.975) * relative
+    root = math.sqrt(1 + 24 * a ** 2)
+    size = curve.effective_size(2.5, 2.0, 3.0)
+    assert size.low.value == pytest.approx(250 * 2 * (1 - a ** 2) / (5 + root), rel=1e-9)
+    assert size.high.value == pytest.approx(250 * 2 * (1 - a ** 2) / (5 - root), rel=1e-9)
+    assert size.estimate.value == pytest.approx(100.0)
+
+
+def test_curve_error_is_read_where_each_end_lies():
+    """A curve whose error grows with n (2 % at n = 10 to 20 % at n = 10^4): each end's
+    widening uses the error at that end, not at n_e."""
+    relative = np.geomspace(0.02, 0.2, len(SIZES))
+    curve = MonotoneCurve(SIZES, 250.0 / SIZES, standard_error=relative * 250.0 / SIZES)
+    z = norm.ppf(0.975)
+    size = curve.effective_size(2.5, 2.2, 2.8)
+    for end, limit_half_width, side in ((size.low, 0.3, 1), (size.high, 0.3, -1)):
+        n = end.value
+        half_width = math.hypot(limit_half_width, z * curve.relative_error_at(n) * curve(n))
+        assert curve(n) == pytest.approx(2.5 + side * half_width, rel=1e-9)
+    assert curve.relative_error_at(size.high.value) > curve.relative_error_at(100.0)
 
 
 def test_noisy_non_monotone_points_are_pooled_into_a_decreasing_curve():

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.asymptote import ALPHA
 from analysis.stability import Level, assess_stability, kept_level
+from mad_core.convergence import ALPHA
 
 
 def ar1(length: int, phi: float, level: float, rng: np.random.Generator, noise: float = 1.0):

@@ -6,8 +6,9 @@ Tolerances are z-bounds built from the theoretical (or per-chain) standard error
 
 import numpy as np
 import pytest
-from scipy.special import digamma, polygamma
+from scipy.special import digamma, gammaln, polygamma
 
+from analysis.gaussian_theory import fit_expectation
 from mad_core.loop import SelfConsumingLoop
 from mad_core.spec import resolve_spec
 
@@ -95,3 +96,42 @@ def test_fresh_data_asymptote_does_not_depend_on_n_init():
         # ... generation 60 does not (the weight of G1 is below 0.9^59 < 0.2 %).
         late_gap = last_small["w2_sq_mean"] - last_large["w2_sq_mean"]
         assert abs(late_gap) < Z * np.hypot(last_small["w2_sq_sem"], last_large["w2_sq_sem"])
+
+
+def one_fit_record(n: int, dim: int, covariance: str, chains: int = 20000) -> dict:
+    """The record of one fit on n real samples per chain (generation 1 of any loop)."""
+    spec = resolve_spec({"model": "gaussian", "loop": "fully_synthetic", "n_init": n,
+                         "n_syn": 2, "generations": 1, "chains": chains, "seed": 5,
+                         "data": {"dim": dim, "var": 2.0},
+                         "model_options": {"covariance": covariance}})
+    return SelfConsumingLoop(spec).step()
+
+
+@pytest.mark.parametrize("covariance", ["unbiased", "mle"])
+@pytest.mark.parametrize("n", [2, 3, 10, 100, 1000])
+def test_one_dimensional_w2_sq_closed_form_matches_a_large_simulation(covariance, n):
+    """d = 1: W2^2 = (mu - m)^2 + (s - sigma)^2, E = var (1/n + (n-1)/k + 1 - 2 sqrt((n-1)/k)
+    c4(n)); for the unbiased fit (k = n - 1), var (1/n + 2 - 2 c4(n))."""
+    record = one_fit_record(n, 1, covariance)
+    expected = fit_expectation("w2_sq", n, 1, var=2.0, covariance=covariance)
+    assert abs(record["w2_sq_mean"] - expected) < Z * record["w2_sq_sem"]
+    if covariance == "unbiased":
+        c4 = np.sqrt(2 / (n - 1)) * np.exp(gammaln(n / 2) - gammaln((n - 1) / 2))
+        assert expected == pytest.approx(2.0 * (1 / n + 2 - 2 * c4), rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance", ["unbiased", "mle"])
+@pytest.mark.parametrize("n", [5, 40])
+@pytest.mark.parametrize("metric", ["mean_err_sq", "trace", "logdet"])
+def test_one_fit_closed_forms_match_a_large_simulation(metric, n, covariance):
+    record = one_fit_record(n, 3, covariance)
+    expected = fit_expectation(metric, n, 3, var=2.0, covariance=covariance)
+    assert abs(record[f"{metric}_mean"] - expected) < Z * record[f"{metric}_sem"]
+
+
+def test_singular_fit_has_log_det_minus_infinity_and_no_closed_w2():
+    """n - 1 < d: Sigma has rank n - 1, as the records say; W2 and W2^2 at d > 1 have no
+    closed form (the reference curve simulates them)."""
+    assert fit_expectation("logdet", 3, 3) == one_fit_record(3, 3, "unbiased", 10)["logdet_mean"]
+    assert fit_expectation("logdet", 3, 3) == -np.inf
+    assert fit_expectation("w2_sq", 10, 2) is None and fit_expectation("w2", 10, 1) is None

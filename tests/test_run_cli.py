@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import mad_cli
-from mad_core.spec import COMMON_DATA_FIELDS, METRIC_FIELDS, MODEL_FIELDS, SOURCE_FIELDS, TOP_FIELDS
+from mad_core.spec import (COMMON_DATA_FIELDS, METRIC_FIELDS, MODEL_FIELDS, SOURCE_FIELDS,
+                           STOP_FIELDS, TOP_FIELDS)
 from mad_core.spec_files import SHIPPED_SPECS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +34,22 @@ def test_run_writes_every_generation(tmp_path, capsys):
     assert {"w2_sq_mean", "w2_sq_median", "w2_sq_q05", "w2_sq_q95", "trace_mean",
             "logdet_median", "mean_err_sq_mean", "seconds"} <= set(rows[0])
     assert (tmp_path / "spec.yaml").read_text().startswith("name: gaussian_fresh_d100")
+
+
+def test_run_with_a_stop_rule_says_where_it_converged(tmp_path, capsys):
+    code, out, err = run(["gaussian_fresh_d100", "--set", "data.dim=2", "--set", "chains=10",
+                          "--set", "lam=0.7", "--set", "generations=1000", "--set",
+                          "stop.rel_precision=0.02", "--set", "stop.min_generations=30",
+                          "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "stop:\n  metric: w2_sq_mean\n  rel_precision: 0.02\n  min_generations: 30" in out
+    assert "# stop once w2_sq_mean's 95 % interval is within +-2 % of its limit" in out
+    stopped = re.search(r"^stop rule: converged at G(\d+): w2_sq_mean = .*; stopped (\d+) "
+                        r"generations before generations = 1000$", out, re.M)
+    assert stopped, out
+    with open(tmp_path / "records.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == int(stopped[1]) == 1000 - int(stopped[2])
 
 
 def test_dry_run_does_no_work(tmp_path, capsys):
@@ -89,7 +106,7 @@ def test_spec_docs_are_generated_from_the_declarations():
     assert spec_docs.render(spec_docs.DOC.read_text()) == spec_docs.DOC.read_text(), \
         "docs/spec.md is stale: run python -m mad_core.spec_docs --write"
     documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", spec_docs.DOC.read_text(), re.M))
-    keys = {*TOP_FIELDS, *COMMON_DATA_FIELDS, *METRIC_FIELDS}
+    keys = {*TOP_FIELDS, *COMMON_DATA_FIELDS, *METRIC_FIELDS, *STOP_FIELDS}
     for fields in (*SOURCE_FIELDS.values(), *MODEL_FIELDS.values()):
         keys |= set(fields)
     assert keys <= documented, keys - documented

@@ -55,6 +55,20 @@ BAD = [
     ({"model": "ddpm"}, "data.source", "trains on images"),
     ({"model_options": {"channel_mult": [1, 2]}}, "model_options.channel_mult", "unknown key"),
     ({"model": "gmm", "metrics": {"n_eval": 5, "k": 5}}, "metrics.n_eval", "use n_eval > k"),
+    ({"stop": {"metrik": "w2_sq_mean"}}, "stop.metrik", "did you mean 'metric'"),
+    ({"stop": {"metric": "w2_sq_meen"}}, "stop.metric", "did you mean 'w2_sq_mean'"),
+    ({"stop": {"metric": "fid_mean"}}, "stop.metric", "records w2_mean, w2_sq_mean"),
+    ({"stop": {"metric": "w2_sq_sem"}}, "stop.metric", "(and _median, _q05, _q95)"),
+    ({"model": "gmm", "metrics": {"n_eval": 3000}, "stop": {"metric": "w2_sq_emp_mean"}},
+     "stop.metric", "records precision_mean"),
+    ({"stop": {"rel_precision": 0}}, "stop.rel_precision", "> 0"),
+    ({"stop": {"rel_precision": 1.0}}, "stop.rel_precision", "must be below 1"),
+    ({"stop": {"rel_precision": float("inf")}}, "stop.rel_precision", "finite"),
+    ({"stop": {"min_generations": 20}}, "stop.min_generations", ">= 21"),
+    ({"stop": {"min_generations": 30}}, "stop.min_generations",
+     "exceeds generations = 20, the most the trial runs; lower stop.min_generations or raise "
+     "generations"),
+    ({"stop": 0.005}, "stop", "mapping"),
 ]
 
 DIGITS_DDPM = {"model": "ddpm", "loop": "fully_synthetic", "n_init": 500, "n_syn": 500,
@@ -150,7 +164,19 @@ def test_integral_floats_are_accepted_as_integers():
     assert resolve_spec(with_(n_syn=900.0)).n_syn == 900
 
 
+def test_stop_defaults_and_fixed_length_without_it():
+    assert resolve_spec(VALID).stop is None
+    stop = resolve_spec({**VALID, "generations": 3000, "stop": {}}).stop
+    assert stop == {"metric": "w2_sq_mean", "rel_precision": 0.005, "min_generations": 50}
+    image = resolve_spec({**DIGITS_DDPM, "generations": 100, "stop": {"metric": "fid_median"}})
+    assert image.stop["metric"] == "fid_median"
+
+
 def test_spec_hash_ignores_the_name_only():
     base = resolve_spec(VALID)
     assert resolve_spec({**VALID, "name": "x"}).spec_hash() == base.spec_hash()
     assert resolve_spec({**VALID, "seed": 1}).spec_hash() != base.spec_hash()
+    # A null stop rule (the default) is left out, so specs from before it keep their hash.
+    assert resolve_spec({**VALID, "stop": None}).spec_hash() == base.spec_hash()
+    with_rule = resolve_spec({**VALID, "generations": 100, "stop": {}}).spec_hash()
+    assert with_rule != resolve_spec({**VALID, "generations": 100}).spec_hash()

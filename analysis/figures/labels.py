@@ -1,5 +1,6 @@
 """Display labels of metrics and parameters (metric keys stay snake_case everywhere else),
-and the splitting of a sweep's varying parameters into lines and separate figures."""
+the splitting of a sweep's varying parameters into lines and separate figures, and where
+values sit on a sample-size axis."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import re
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -24,6 +26,7 @@ PARAMETER_SYMBOLS = {
     "data.dim": "d", "chains": "chains", "synthetic_source": "synthetic source",
     "lambda_b": "λ_B", "model": "model", "generations": "generations",
 }
+LOG_AXES = ("n_real", "n_syn", "n_init")  # sample sizes: log-spaced grids, log axes
 AXIS_LABELS = {
     "n_real": "n_r, real samples per generation",
     "n_syn": "n_s, synthetic samples per generation",
@@ -80,3 +83,23 @@ def log_scale_plain_ticks(axis) -> None:
         axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.yaxis.set_minor_formatter(NullFormatter())
+
+
+def log_axis_positions(values: np.ndarray) -> np.ndarray:
+    """Where values (K,) of a sample-size axis are drawn on its log scale: at themselves,
+    and 0 (n_s = 0, the real-data-only control, which a log scale cannot show) one grid
+    step left of the smallest positive value, as a column of its own labelled 0. The step
+    is the geometric mean ratio of the positive values (a decade when there is one)."""
+    values = np.asarray(values, dtype=float)
+    positive = np.unique(values[values > 0])
+    if len(positive) == 0:
+        return np.ones_like(values)
+    step = ((positive[-1] / positive[0]) ** (1 / (len(positive) - 1)) if len(positive) > 1
+            else 10.0)
+    return np.where(values > 0, values, positive[0] / step)
+
+
+def axis_positions(values: np.ndarray, key: str) -> np.ndarray:
+    """Where a grid axis's values (K,) are drawn: ``log_axis_positions`` on the log axes
+    of sample sizes (LOG_AXES), the values themselves elsewhere."""
+    return log_axis_positions(values) if key in LOG_AXES else np.asarray(values, dtype=float)

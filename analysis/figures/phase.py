@@ -3,7 +3,9 @@ a third, with the n_e / n_r = 1 contour (above it synthetic data helped).
 
 Colour is log2(n_e / n_r) on a diverging map centred at 1 (blue: helped, red: hurt);
 every cell prints its ratio, "> x" / "< x" where n_e lies beyond the reference curve,
-and "n.c." where the loop had not converged (no number is reported for it).
+and "n.c." where the loop had not converged (no number is reported for it). Sample sizes
+lie on log axes; n_s = 0 (real data only, where n_e = n_r) is a column of its own,
+labelled 0 and set apart by a white line, one grid step left of the smallest n_s.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy.interpolate import RegularGridInterpolator
 
-from analysis.figures.labels import AXIS_LABELS, PARAMETER_SYMBOLS, format_value
+from analysis.figures.labels import (AXIS_LABELS, LOG_AXES, PARAMETER_SYMBOLS, axis_positions,
+                                     format_value)
 
-LOG_AXES = ("n_real", "n_syn", "n_init")  # sample sizes: log-spaced grids
 CONTOUR_RESOLUTION = 60  # points per axis of the grid the contour is traced on
 NOT_CONVERGED = "lightgrey"
 MAX_PANELS_PER_ROW = 3
@@ -83,12 +85,13 @@ def ratio_grid(rows: pd.DataFrame, x: str, y: str) -> tuple:
 
 
 def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
-                       title: str) -> plt.Figure:
+                       title: str, footnote: str = "") -> plt.Figure:
     """One heatmap of n_e / n_r over (x, y) per value of ``panel``.
 
     Args:
         table: one row per configuration with columns x, y, panel, converged, ratio,
             ratio_bound (from the effective-size table).
+        footnote: a line under the panels (which reference curve f(n) gave n_e).
     """
     panels = sorted(table[panel].unique())
     converged = table[table["converged"]]
@@ -112,28 +115,39 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
     for axis, value in zip(axes.flat, panels):
         rows = table[table[panel] == value]
         xs, ys, log_ratio, texts = ratio_grid(rows, x, y)
-        x_edges = cell_edges(xs, x in LOG_AXES)
-        y_edges = cell_edges(ys, y in LOG_AXES)
+        x_positions, y_positions = axis_positions(xs, x), axis_positions(ys, y)
+        x_edges = cell_edges(x_positions, x in LOG_AXES)
+        y_edges = cell_edges(y_positions, y in LOG_AXES)
         axis.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(log_ratio), cmap=cmap,
                         norm=norm)
         not_converged = np.ma.masked_where(texts != "n.c.", np.ones_like(log_ratio))
         axis.pcolormesh(x_edges, y_edges, not_converged, cmap=ListedColormap([NOT_CONVERGED]))
-        for i, y_value in enumerate(ys):
-            for j, x_value in enumerate(xs):
+        for i, y_position in enumerate(y_positions):
+            for j, x_position in enumerate(x_positions):
                 dark = np.isfinite(log_ratio[i, j]) and abs(log_ratio[i, j]) > 0.6 * limit
-                axis.text(x_value, y_value, texts[i, j], ha="center", va="center", fontsize=8,
-                          color="white" if dark else "black")
-        if len(xs) > 1 and len(ys) > 1:
-            contour_drawn |= draw_unit_contour(axis, xs, ys, log_ratio, x in LOG_AXES,
-                                               y in LOG_AXES)
+                axis.text(x_position, y_position, texts[i, j], ha="center", va="center",
+                          fontsize=8, color="white" if dark else "black")
+        # The contour is traced over positive sample sizes only: at n_s = 0 the ratio is 1
+        # by construction, and its noise around 1 would draw a line along that column.
+        keep_x = (xs > 0) if x in LOG_AXES else np.ones(len(xs), bool)
+        keep_y = (ys > 0) if y in LOG_AXES else np.ones(len(ys), bool)
+        if keep_x.sum() > 1 and keep_y.sum() > 1:
+            contour_drawn |= draw_unit_contour(axis, xs[keep_x], ys[keep_y],
+                                               log_ratio[np.ix_(keep_y, keep_x)],
+                                               x in LOG_AXES, y in LOG_AXES)
         if x in LOG_AXES:
             axis.set_xscale("log")
+            if not keep_x.all():
+                axis.axvline(x_edges[1], color="white", lw=3)
         if y in LOG_AXES:
             axis.set_yscale("log")
+            if not keep_y.all():
+                axis.axhline(y_edges[1], color="white", lw=3)
         axis.set_xlim(x_edges[0], x_edges[-1])
         axis.set_ylim(y_edges[0], y_edges[-1])
-        axis.set_xticks(xs, [format_value(v) for v in xs], rotation=45 if len(xs) > 4 else 0)
-        axis.set_yticks(ys, [format_value(v) for v in ys])
+        axis.set_xticks(x_positions, [format_value(v) for v in xs],
+                        rotation=45 if len(xs) > 4 else 0)
+        axis.set_yticks(y_positions, [format_value(v) for v in ys])
         axis.minorticks_off()
         axis.set_xlabel(AXIS_LABELS.get(x, x))
         axis.set_title(f"{PARAMETER_SYMBOLS.get(panel, panel)} = {format_value(value)}")
@@ -149,5 +163,7 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
     if legend:
         figure.legend(handles=legend, loc="outside lower right", frameon=False, fontsize=9,
                       ncols=len(legend))
+    if footnote:
+        figure.supxlabel(footnote, x=0.01, ha="left", fontsize=8)
     figure.suptitle(title, fontsize=11)
     return figure

@@ -1,4 +1,5 @@
-"""The asymptote estimator on series with known limits and known non-convergence.
+"""The asymptote estimator on series with known limits and known non-convergence, and
+the stop rule's schedule.
 
 Coverage tolerances are binomial: over R replicate series a 95 % interval covers the
 limit in 0.95 R +- 3 sqrt(0.95 * 0.05 R) of them (false failure < 0.3 %). Known
@@ -9,9 +10,9 @@ autocorrelation comes from AR(1) noise, whose integrated autocorrelation time is
 import numpy as np
 import pytest
 
-from analysis.asymptote import (MIN_RETAINED, N_BATCHES, burn_in_generations,
-                                estimate_asymptote, integrated_autocorrelation_time)
 from analysis.gaussian_theory import expected_trace_and_mean_error
+from mad_core.convergence import (MIN_RETAINED, N_BATCHES, StopRule, burn_in_generations,
+                                  estimate_asymptote, integrated_autocorrelation_time)
 from mad_core.loop import SelfConsumingLoop
 from mad_core.spec import resolve_spec
 
@@ -114,6 +115,36 @@ def test_too_few_generations_incomplete_and_non_finite_are_flagged():
     series = np.full(100, LIMIT)
     series[40] = -np.inf
     assert "non-finite" in estimate_asymptote(series).reason
+
+
+def test_seeds_of_different_lengths_pool_over_their_common_prefix():
+    rng = np.random.default_rng(19)
+    seeds = [transient(length) + ar1_noise(rng, 1, length, 0.5)[0] for length in (400, 300, 350)]
+    pooled = estimate_asymptote(seeds)
+    prefix = estimate_asymptote(np.stack([seed[:300] for seed in seeds]))
+    assert pooled == prefix  # bit for bit: the shortest seed's 300 generations of each
+    assert pooled.converged and pooled.seeds == 3 and pooled.burn_in + pooled.retained == 300
+
+
+def test_each_seed_is_held_to_its_own_expected_length():
+    """A stopped seed is complete at its own length; a seed short of its own is not."""
+    seeds = [np.full(120, LIMIT), np.full(80, LIMIT)]
+    assert estimate_asymptote(seeds, expected_generations=[120, 80]).converged
+    short = estimate_asymptote(seeds, expected_generations=[120, 100])
+    assert short.reason == "incomplete: 80 of 100 generations logged (seed 2 of 2)"
+
+
+def test_stop_checks_every_five_percent_but_at_most_every_ten_generations():
+    rule = StopRule("w2_sq_mean", 0.005, min_generations=50)
+    checks, generation = [], 1
+    while (generation := rule.next_check(generation)) <= 3000:
+        checks.append(generation)
+        generation += 1
+    assert checks[:18] == [*range(50, 220, 10), 221]
+    gaps = np.diff(checks)
+    assert (gaps == np.maximum(10, np.ceil(np.array(checks[:-1]) / 20))).all()
+    assert 50 < len(checks) < 80  # about log(3000 / 200) / log(1.05) checks past G200
+    assert rule.next_check(51) == 60 and rule.next_check(1) == 50
 
 
 def test_constant_series_has_a_zero_width_interval():
