@@ -9,7 +9,7 @@ from analysis.estimates import asymptote_table
 from analysis.load import Sweep
 from analysis.params import parse_parameter
 from mad_core.checkpoint import load_state, state_bytes
-from mad_core.convergence import estimate_asymptote
+from mad_core.convergence import StopRule, estimate_asymptote
 from mad_core.loop import TIMING_KEYS, SelfConsumingLoop
 from mad_core.spec import STOP_SUMMARIES, resolve_spec, trial_metrics
 
@@ -45,11 +45,31 @@ def test_stops_at_the_first_check_that_meets_the_rule(stopped):
     assert checks[-1] == last  # it stops at a check
     final = estimate_asymptote(series)
     assert final.converged and final.relative_half_width <= 0.02
-    assert final == loop.estimate
+    assert final == loop.estimate and loop.rule.check(series)[0]
     for check in checks[:-1]:  # and at no earlier one was the rule met
-        earlier = estimate_asymptote(series[:check])
-        assert not (earlier.converged and earlier.relative_half_width <= 0.02), check
+        assert not loop.rule.check(series[:check])[0], check
     assert loop.stop_status.startswith(f"converged at G{last}: w2_sq_mean = ")
+
+
+def test_the_rule_needs_both_half_widths_within_the_precision():
+    """Met at the wider of the batch-means and the autocorrelation-time half-widths,
+    not at the narrower."""
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal(2000)
+    series = np.empty(2000)
+    series[0] = noise[0]
+    for t in range(1, 2000):  # AR(1), phi = 0.8, around 10
+        series[t] = 0.8 * series[t - 1] + 0.6 * noise[t]
+    series += 10.0
+    estimate = estimate_asymptote(series)
+    assert estimate.converged
+    kept = series[estimate.burn_in:]
+    widths = sorted([estimate.high - estimate.value, 1.96 * kept.std(ddof=1) * np.sqrt(
+        estimate.autocorrelation_time / len(kept))])
+    assert widths[0] < widths[1]
+    narrow, wide = (w / estimate.value for w in widths)
+    assert not StopRule("x", narrow * 1.0001, 50).check(series)[0]
+    assert StopRule("x", wide * 1.0001, 50).check(series)[0]
 
 
 def test_the_rule_only_ends_the_run(stopped):
