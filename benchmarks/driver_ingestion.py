@@ -18,14 +18,13 @@ out into a temporary git worktree), and the benchmark prints:
 - whether every generation of every trial was stored (read back by `analysis`).
 
 The default baseline is the last revision that sent one Tune result and ~30 MLflow
-metrics per generation.
+metrics per generation (benchmarks/baseline_revision.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,9 @@ from pathlib import Path
 
 import yaml
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-DEFAULT_BASELINE = "ef32e8c"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.baseline_revision import (DEFAULT_BASELINE, REPOSITORY,  # noqa: E402
+                                          baseline_checkout, environment_for)
 
 # Runs in a fresh interpreter against whichever revision PYTHONPATH selects: only the
 # API both revisions share (load_sweep, run_sweep with tracking_uri and storage).
@@ -76,9 +76,8 @@ def run_revision(source: Path, sweep: Path, folder: Path, cpus: int) -> dict:
     folder.mkdir()
     uri = f"sqlite:///{folder}/mlflow.db"
     out = folder / "outcome.json"
-    environment = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-c", DRIVER, str(sweep), uri, str(folder / "tune"),
-                    str(cpus), str(out)], cwd=folder, env=environment, check=True,
+                    str(cpus), str(out)], cwd=folder, env=environment_for(source), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     outcome = json.loads(out.read_text())
 
@@ -106,18 +105,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="driver_ingestion") as tmp:
         folder = Path(tmp)
         sweep = sweep_file(folder, args.trials, args.generations)
-        baseline_source = folder / "baseline"
-        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--detach",
-                        str(baseline_source), args.baseline], check=True,
-                       capture_output=True)
-        try:
+        with baseline_checkout(args.baseline, folder / "baseline") as baseline_source:
             results = {"this checkout": run_revision(REPOSITORY, sweep, folder / "current",
                                                      args.trials),
                        f"baseline {args.baseline}": run_revision(
                            baseline_source, sweep, folder / "old", args.trials)}
-        finally:
-            subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "remove", "--force",
-                            str(baseline_source)], check=False, capture_output=True)
     print(f"\n{args.trials} trials x {args.generations} generations at once "
           f"({expected:,} generations), local Ray, sqlite store")
     rates = {}

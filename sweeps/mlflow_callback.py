@@ -45,7 +45,7 @@ from sweeps.mlflow_runs import (RUN_NAME_LENGTH, child_runs,
                                 last_logged_generation, last_stored_record, spec_params,
                                 tracked_keys, tracked_values)
 from sweeps.mlflow_writer import BackgroundWriter
-from sweeps.trial import ARTIFACTS_KEY, CHECKPOINT_FLAG, RECORDS_KEY
+from sweeps.trial import ARTIFACTS_KEY, CHECKPOINT_FLAG, RECORDS_KEY, STOP_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +253,9 @@ class MlflowTrialLogger(tune.Callback):
             self.writer.submit(lambda: self.client.set_tag(
                 child.run_id, "mad.cuda_visible_devices", devices))
             child.cuda_visible_devices = devices
+        if STOP_KEY in result:
+            self.writer.submit(lambda status=result[STOP_KEY]: self.client.set_tag(
+                child.run_id, "mad.stop_status", status))
         newest_logged = child.logged
         for record in records:
             self._take(child, record, trial.trial_id)

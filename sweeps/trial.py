@@ -33,6 +33,7 @@ STATE_FILE = "loop_state.pt"
 CHECKPOINT_FLAG = "checkpointed"  # set in a result that carries a checkpoint
 ARTIFACTS_KEY = "artifacts"  # {relative path: bytes} in a result, when its generations have files
 RECORDS_KEY = "records"  # the chunk's records, in generation order
+STOP_KEY = "stop_status"  # in the last result of a trial with a stop rule: why it ended
 # Longest stretch of work one result holds (seconds): fast generations reach the driver
 # a few per second in all instead of one result each.
 CHUNK_S = 1.0
@@ -70,7 +71,8 @@ def run_trial(config: dict[str, Any]) -> None:
     when the chunk's generations have files),
     "device": where the models run (only in the first report of a run_trial call),
     "cuda_visible_devices": str (only with GPUs),
-    CHECKPOINT_FLAG: True (only with a checkpoint)}.
+    CHECKPOINT_FLAG: True (only with a checkpoint),
+    STOP_KEY: the loop's stop_status (only in the last result, with a stop rule)}.
     """
     trial = config["trial"]
     spec = resolve_spec(trial["spec"])
@@ -85,16 +87,18 @@ def run_trial(config: dict[str, Any]) -> None:
     loop = SelfConsumingLoop(spec, state=restored_state(trial["resume_from"]), device=device)
     every = trial["checkpoint_every"]
 
-    def next_generation() -> tuple[dict, dict[str, bytes], bytes | None] | None:
+    def next_generation() -> tuple[dict, dict[str, bytes], bytes | None, str] | None:
         """(record, its files, the serialized loop state when this generation is
-        checkpointed), or None. Files and state are taken here because the next call,
-        which runs while the current result is reported, changes the loop."""
+        checkpointed, the stop status after the last generation), or None. All are taken
+        here because the next call, which runs while the current result is reported,
+        changes the loop."""
         if loop.done:
             return None
         record = loop.step()
         checkpointed = loop.done or record["generation"] % every == 0
         return (record, dict(loop.artifacts),
-                state_bytes(loop.state_dict()) if checkpointed else None)
+                state_bytes(loop.state_dict()) if checkpointed else None,
+                loop.stop_status if loop.done else "")
 
     # tune.report blocks until the driver has taken the result (Tune's function
     # trainables report synchronously); computing the next generation meanwhile keeps
@@ -107,7 +111,7 @@ def run_trial(config: dict[str, Any]) -> None:
         upcoming = ahead.submit(next_generation)
         while (generation := upcoming.result()) is not None:
             upcoming = ahead.submit(next_generation)
-            record, artifacts, state = generation
+            record, artifacts, state, stop_status = generation
             chunk.append(record)
             files.update(artifacts)
             if state is None and time.monotonic() - chunk_started < CHUNK_S:
@@ -115,6 +119,8 @@ def run_trial(config: dict[str, Any]) -> None:
             metrics = {RECORDS_KEY: chunk, "record": record, **gpus, **announce}
             if files:
                 metrics[ARTIFACTS_KEY] = files
+            if stop_status:
+                metrics[STOP_KEY] = stop_status
             announce, chunk, files = {}, [], {}
             if state is None:
                 tune.report(metrics)

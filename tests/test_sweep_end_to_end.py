@@ -129,3 +129,23 @@ def test_resume_of_a_finished_sweep_runs_nothing(local_ray, write_sweep, trackin
     again = run_sweep(sweep, tracking_uri=tracking_uri, resume=True)
     assert "nothing to resume" in capsys.readouterr().out
     assert (again.parent_run_id, again.status) == (first.parent_run_id, "FINISHED")
+
+
+def test_trials_with_a_stop_rule_end_where_their_loop_stops(local_ray, write_sweep,
+                                                            tracking_uri, check_store):
+    """A trial whose limit is known early ends there (every record stored once, the
+    reason tagged); one that is not ends at its cap, tagged as not converged."""
+    sweep = load_sweep(str(write_sweep({
+        **SWEEP, "generations": 150, "checkpoint_every": 40,
+        "trial": {**SWEEP["trial"], "loop": "fresh_data", "n_real": 20, "n_syn": 20,
+                  "stop": {"metric": "w2_sq_mean", "min_generations": 30}},
+        "grid": {"stop.rel_precision": [0.05, 0.0001]}})))
+    outcome = run_sweep(sweep, tracking_uri=tracking_uri)
+    assert outcome.status == "FINISHED"
+    children = check_store(tracking_uri, sweep, outcome.parent_run_id)
+    loose, strict = (children[point.index] for point in sweep.trials)
+    loose_loop = SelfConsumingLoop(sweep.trials[0].spec)
+    stopped_at = len(list(loose_loop))
+    assert stopped_at < 150 and loose_loop.stopped_early
+    assert loose.data.tags["mad.stop_status"].startswith(f"converged at G{stopped_at}")
+    assert strict.data.tags["mad.stop_status"].startswith("not converged at G150")
