@@ -5,7 +5,7 @@
 Prints, all measured in this run:
   - time per chain-generation at d = 100, n_real + n_syn = 11,000, exact vs naive
     (target: exact >= 50x faster);
-  - exact cost at n = 200 vs n = 11,000 per generation (target: within 1.5x);
+  - exact cost at n = 220 vs n = 11,000 per generation (target: within 1.5x);
   - chains x generations per second of the exact path.
 
 Both paths run on one BLAS thread, as a trial with one CPU does: on a busy machine

@@ -8,6 +8,10 @@ from mad_core.loop import TIMING_KEYS, SelfConsumingLoop, StateMismatchError
 from mad_core.spec import resolve_spec
 
 SPECS = {
+    # The exact simulator's two fits: in a tridiagonal basis (one model kept, no real
+    # set reused; bidiagonal factors in the state), and in the original basis.
+    "exact_fresh": {"model": "gaussian", "loop": "fresh_data", "n_init": 30, "n_real": 10,
+                    "n_syn": 40, "lam": 0.9, "chains": 8, "data": {"dim": 4}},
     "exact_fresh_last_k": {"model": "gaussian", "loop": "fresh_data", "n_init": 30,
                            "n_real": 10, "n_syn": 40, "lam": 0.9, "synthetic_source": "last_k",
                            "last_k": 2, "chains": 8, "data": {"dim": 4}},
