@@ -35,6 +35,8 @@ def test_cluster_yaml_is_a_valid_ray_cluster_config(raw_config):
     assert gpu_workers and all(n["min_workers"] >= 1 and n["max_workers"] > n["min_workers"]
                                for n in gpu_workers)
     assert any("pip install" in c and "/home/ray/mad-sweep" in c for c in config["setup_commands"])
+    # the MLflow server's PostgreSQL driver, so that switching its backend needs no install
+    assert any("/home/ray/mad-sweep[postgres]" in c for c in config["head_setup_commands"])
     server = " ".join(config["head_start_ray_commands"])
     assert "mlflow server" in server and "--host 127.0.0.1 --port 5000" in server
     assert config["file_mounts"] == {"/home/ray/mad-sweep": "."}
