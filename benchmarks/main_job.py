@@ -51,7 +51,7 @@ def analyse(sweep: str, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Da
                    stderr=subprocess.DEVNULL)
     asymptotes = pd.read_csv(out / "asymptotes.csv")
     asymptotes = asymptotes[(asymptotes["scope"] == "trial")
-                            & (asymptotes["metric"] == "w2_sq_mean")]
+                            & (asymptotes["metric"] == "w2_sq")]
     return (pd.read_csv(out / "trials.csv"), asymptotes,
             pd.read_csv(out / "effective_size.csv"))
 
