@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from mad_core.spec import Field, Problem, SpecError, check_value
+from mad_core.spec import Field, Problem, SpecError, check_value, trial_metrics
 from mad_core.spec_files import SpecFileError, load_yaml_mapping
 from sweeps.grid import GridPoint, expand_grid, grid_hash
 
@@ -150,6 +150,21 @@ def _check_tracked_metrics(raw: Any, problems: list[Problem]) -> tuple[str, ...]
     return tuple(raw)
 
 
+def _check_tracked_are_recorded(tracked: tuple[str, ...], trials: list[GridPoint],
+                                problems: list[Problem]) -> None:
+    """Every tracked metric is one that every trial of the grid records."""
+    for point in trials:
+        metrics = trial_metrics(point.spec.to_dict())
+        missing = [key for key in tracked
+                   if key.rsplit("_", 1)[0] not in metrics or key.rsplit("_", 1)[1] not in
+                   ("mean", "median", "q05", "q95", "sem")]
+        if missing:
+            problems.append(Problem("tracked_metrics", f"{missing!r} are not recorded by "
+                                                       f"trial {point.label()}: its metrics "
+                                                       f"are {', '.join(metrics)}"))
+            return
+
+
 def _check_name(raw: Mapping, path: Path, problems: list[Problem]) -> str:
     name = raw.get("name")
     if name is None:
@@ -199,6 +214,8 @@ def parse_sweep(raw: Mapping[str, Any], path: Path, text: str) -> Sweep:
             trials = expand_grid(base, grid, raw.get("extra_trials"))
         except SpecError as error:
             problems += error.problems
+    if isinstance(tracked, tuple):
+        _check_tracked_are_recorded(tracked, trials, problems)
     if problems:
         raise SpecError(problems, context=f"sweep file {path}")
     return Sweep(name=name, description=values["description"], path=path, text=text,

@@ -104,8 +104,10 @@ FAULTS = {
                                        "like w2_sq_mean"),
     "tracked metrics not a list": ({"tracked_metrics": "w2_sq_mean"}, "tracked_metrics",
                                    "must be a list"),
-    "tracked metric twice": ({"tracked_metrics": ["fid_mean", "fid_mean"]},
+    "tracked metric twice": ({"tracked_metrics": ["w2_sq_mean", "w2_sq_mean"]},
                              "tracked_metrics", "list each once"),
+    "tracked metric not recorded": ({"tracked_metrics": ["fid_mean"]}, "tracked_metrics",
+                                    "its metrics are w2, w2_sq"),
 }
 
 
