@@ -206,9 +206,23 @@ def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Any],
             failures += [(coordinates, Problem(_where(p.field, keys, extra_keys), p.message))
                          for p in error.problems if not _under(p.field, broken)]
     problems += _group(failures, len(trials))
+    problems += _identical_trials(points)
     if problems:
         raise SpecError(problems, context="sweep grid")
     return points
+
+
+def _identical_trials(points: list[GridPoint]) -> list[Problem]:
+    """Trials whose specs resolve the same (lam: [1.0, 1], or an extra trial the grid
+    already has) would run one experiment twice under two coordinates."""
+    first: dict[str, GridPoint] = {}
+    problems = []
+    for point in points:
+        same = first.setdefault(point.spec.spec_hash(), point)
+        if same is not point:
+            problems.append(Problem("grid", f"trials {same.label()} and {point.label()} "
+                                            f"resolve to the same spec; give each value once"))
+    return problems
 
 
 def grid_hash(points: list[GridPoint]) -> str:

@@ -18,7 +18,7 @@ from mad_core.spec_files import SpecFileError, load_yaml_mapping
 from sweeps.grid import GridPoint, expand_grid, grid_hash
 
 SHIPPED_SWEEPS = Path(__file__).parent / "grids"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")  # whole names only: fullmatch
 
 # Keys of a sweep file besides name, trial and grid, checked like mad_core spec fields.
 RUN_FIELDS: dict[str, Field] = {
@@ -170,7 +170,7 @@ def _check_name(raw: Mapping, path: Path, problems: list[Problem]) -> str:
     if name is None:
         problems.append(Problem("name", f"required: the MLflow experiment name, e.g. "
                                         f"name: {path.stem}"))
-    elif not isinstance(name, str) or not NAME_PATTERN.match(name):
+    elif not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         problems.append(Problem("name", f"must be letters, digits, _ and - only, got {name!r}"))
     return name if isinstance(name, str) else ""
 

@@ -78,6 +78,8 @@ def test_sweep_defaults(write_sweep):
 FAULTS = {
     "missing name": ({"name": None}, "name", "required"),
     "bad name": ({"name": "my sweep!"}, "name", "letters, digits, _ and -"),
+    "name with a newline": ({"name": "demo\n"}, "name", "letters, digits, _ and -"),
+    "values equal as numbers": ({"grid": {"lam": [1.0, 1]}}, "grid", "resolve to the same spec"),
     "misspelt key": ({"grdi": {}}, "grdi", "did you mean 'grid'"),
     "missing trial": ({"trial": None}, "trial", "required: the base trial spec"),
     "scalar axis": ({"grid": {"lam": 0.5}}, "grid.lam", "write [0.5]"),
@@ -137,6 +139,37 @@ def test_every_problem_is_reported_together(write_sweep):
         load_sweep(str(write_sweep(content)))
     assert {p.field for p in caught.value.problems} == {"name", "checkpoint_every", "grid.lam",
                                                         "trial.loop"}
+
+
+BILLION_LAUGHS = """name: bomb
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+description: *h
+"""
+
+
+@pytest.mark.parametrize("text, words", [
+    (BILLION_LAUGHS, "expands to more than 100,000 values"),
+    ("name: loop\ngrid: &g {lam: [0.5, *g]}\n", "refers to a value that contains it"),
+], ids=["billion laughs", "self-reference"])
+def test_yaml_alias_bombs_are_refused_before_validation(tmp_path, text, words):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecFileError, match=words):
+        load_sweep(str(path))
+
+
+def test_a_file_that_is_not_utf8_is_named_with_the_fix(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SpecFileError, match=r"not UTF-8 text \(byte 9 is 0xe9\); save it as UTF-8"):
+        load_sweep(str(path))
 
 
 def test_unreadable_files_are_rejected(tmp_path):
