@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("spec", help="a spec YAML file, or the name of a shipped spec")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a spec key (dotted for sections)")
-    parser.add_argument("--out", type=Path, help="output folder (default mad_runs/<spec name>)")
+    parser.add_argument("--out", type=Path, help="output folder (default mad_runs/<spec name>, "
+                                                 "plus _<spec hash> with --set)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace records.csv in an output folder that has one")
     parser.add_argument("--dry-run", action="store_true",
@@ -111,7 +112,9 @@ def run_command(args: argparse.Namespace) -> int:
     except (SpecFileError, SpecError, ValueError) as error:
         print(f"mad run: {error}", file=sys.stderr)
         return 2
-    out = args.out or Path("mad_runs") / (spec.name or path.stem)
+    # Overrides make another spec: its own folder, so runs with different --set never mix.
+    suffix = f"_{spec.spec_hash()[:8]}" if args.overrides else ""
+    out = args.out or Path("mad_runs") / f"{spec.name or path.stem}{suffix}"
     records_path = out / "records.csv"
     if records_path.exists() and not args.overwrite and not args.dry_run:
         print(f"mad run: {records_path} exists; choose another --out or pass --overwrite",

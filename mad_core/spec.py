@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -414,6 +415,9 @@ def initial_real_size(loop: str, n_init: int, n_real: int) -> int:
     return max(n_init, n_real) if loop in ("synthetic_augmentation", "bertrand") else n_init
 
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")  # one path component
+
+
 def resolve_spec(raw: Mapping[str, Any]) -> TrialSpec:
     """Validate a raw spec mapping and return the resolved ``TrialSpec``.
 
@@ -425,6 +429,10 @@ def resolve_spec(raw: Mapping[str, Any]) -> TrialSpec:
         raise SpecError([Problem("spec", f"must be a mapping of keys, got {type(raw).__name__}")])
     top = {k: raw[k] for k in raw if k not in SECTIONS}
     values = check_section("", top, TOP_FIELDS, problems)
+    if values.get("name") and not PLAIN_NAME.fullmatch(values["name"]):
+        problems.append(Problem("name", f"must be a plain name (letters, digits and _ . + = -, "
+                                        f"starting with a letter or digit): it names the output "
+                                        f"folder mad_runs/<name>/; got {values['name']!r}"))
 
     data_raw = raw.get("data") or {}
     source = data_raw.get("source", "gaussian") if isinstance(data_raw, Mapping) else None

@@ -65,11 +65,23 @@ def test_dry_run_does_no_work(tmp_path, capsys):
     (["gaussian_fresh_d100", "--set", "lam"], "expected KEY=VALUE"),
     (["gaussian_fresh_d100", "--set", "model=vae", "--set", "n_real=-1"], "2 problems"),
     (["gaussian_fresh_d100", "--threads", "0"], "--threads must be >= 1"),
+    (["gaussian_fresh_d100", "--set", "name=../../x"], "name: must be a plain name"),
+    (["gaussian_fresh_d100", "--set", "name=/tmp/x"], "name: must be a plain name"),
 ])
 def test_bad_input_is_refused_before_work(args, words, capsys, tmp_path):
     code, _, err = run([*args, "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and words in err
     assert not (tmp_path / "o").exists()
+
+
+def test_runs_with_different_overrides_get_their_own_folders(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for dim in (2, 3):
+        code, _, _ = run(["gaussian_fresh_d100", "--set", f"data.dim={dim}", "--set",
+                          "generations=2", "--set", "chains=2"], capsys)
+        assert code == 0
+    folders = sorted(p.name for p in (tmp_path / "mad_runs").iterdir())
+    assert len(folders) == 2 and all(f.startswith("gaussian_fresh_d100_") for f in folders)
 
 
 def test_existing_records_are_not_overwritten(tmp_path, capsys):
