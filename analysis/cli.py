@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.load import SweepLoadError, load_sweep, resolve_tracking_uri
-
 DEFAULT_OUT = Path("mad_output") / "analysis"
 DEFAULT_CACHE = Path("mad_output") / "cache"
 ARTIFACT_FOLDER = "analysis"
@@ -50,7 +48,10 @@ def log_outputs(tracking_uri: str, parent_run_id: str, out_dir: Path) -> None:
 
 
 def analyze_command(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: they bring mlflow and pandas (seconds), which
+    # `mad --help` and `mad run` would pay for nothing.
     from analysis.estimates import AnalysisError
+    from analysis.load import SweepLoadError, load_sweep, resolve_tracking_uri
     from analysis.report import analyze
 
     tracking_uri = resolve_tracking_uri(args.tracking_uri)

@@ -1,6 +1,7 @@
 """`mad run`: resolved spec, progress, table, records.csv; clear errors; documented keys."""
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -181,3 +182,27 @@ def test_cpu_threads_limits_blas_and_torch_inside_the_block_only(neural):
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(torch_before)
+
+
+def test_a_reader_that_goes_away_is_no_error():
+    """`mad run --dry-run | grep -q ...` where grep has already gone: no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        writer = subprocess.run([sys.executable, "-m", "mad_cli", "run", "gaussian_fresh_d100",
+                                 "--dry-run"], stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert writer.returncode == 1
+    assert "Traceback" not in writer.stderr and "BrokenPipe" not in writer.stderr
+
+
+def test_help_does_not_import_the_tracking_stack():
+    """`mad --help` and `mad run` stay fast: mlflow and pandas load only for commands
+    that use them."""
+    code = ("import sys, mad_cli; mad_cli.build_parser(); "
+            "print(sorted(m for m in ('mlflow', 'pandas', 'ray') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True).stdout.strip()
+    assert loaded == "[]"
