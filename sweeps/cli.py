@@ -92,10 +92,12 @@ def sweep_command(args: argparse.Namespace) -> int:
         print(describe(sweep, resolve_tracking_uri(args.tracking_uri, sweep.tracking_uri)))
         return 0
 
-    if args.address is None:
-        from sweeps.environment import configure_local_ray
+    from sweeps.environment import configure_local_ray, is_loopback
 
-        configure_local_ray()  # before ray is imported, which reads it
+    if args.address is None or is_loopback(args.address):
+        # Before ray is imported, which reads it: without it Ray would rewrite a loopback
+        # address to the host's network address and never reach a Ray on 127.0.0.1.
+        configure_local_ray()
     from sweeps.ray_cluster import ClusterResourceError
     from sweeps.runner import ResumeError, run_sweep
 

@@ -5,6 +5,7 @@ Only defaults are set: a variable the user has set wins.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 # Read by Tune when a sweep runs (run_sweep applies them):
@@ -44,6 +45,18 @@ def apply_tune_settings() -> None:
 # then stops the whole sweep (ObjectReconstructionFailedError) instead of retrying the
 # trial from its checkpoint.
 RESULTS_INLINE = {"RAY_max_direct_call_object_size": str(256 * 2**20)}
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a Ray address ("HOST:PORT", "ray://HOST:PORT", "auto") names this machine's
+    loopback interface, where only a Ray started with the loopback setting listens."""
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def configure_local_ray() -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
 import sys
 
 import pytest
 from mlflow import MlflowClient
 
 from mad_core.loop import SelfConsumingLoop
+from sweeps.environment import LOOPBACK_RAY, RESULTS_INLINE
 from sweeps.mlflow_runs import open_experiment, provenance_tags, spec_params, start_parent_run
 from sweeps.ray_cluster import ClusterResourceError
 from sweeps.runner import ResumeError, run_sweep
@@ -149,3 +152,18 @@ def test_trials_with_a_stop_rule_end_where_their_loop_stops(local_ray, write_swe
     assert stopped_at < 150 and loose_loop.stopped_early
     assert loose.data.tags["mad.stop_status"].startswith(f"converged at G{stopped_at}")
     assert strict.data.tags["mad.stop_status"].startswith("not converged at G150")
+
+
+def test_mad_sweep_reaches_a_loopback_ray_by_its_address(local_ray, write_sweep, tmp_path):
+    """The command as a user runs it, in a process without the test session's Ray
+    settings: `--address 127.0.0.1:PORT` of a Ray listening on loopback only."""
+    path = write_sweep({**SWEEP, "grid": {"n_syn": [40]}, "generations": 2})
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in (*LOOPBACK_RAY, *RESULTS_INLINE)}
+    done = subprocess.run(
+        [sys.executable, "-m", "mad_cli", "sweep", str(path), "--address",
+         local_ray.address_info["gcs_address"], "--tracking-uri",
+         f"sqlite:///{tmp_path}/loopback.db"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 of 1 trials finished" in done.stdout
