@@ -7,6 +7,7 @@ Without an address the sweep starts its own Ray; ``mad sweep`` binds it to 127.0
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 
@@ -32,6 +33,13 @@ def connect(address: str | None) -> bool:
     else:
         ray.init(address=address, log_to_driver=False)
     return True
+
+
+def session_folder() -> Path:
+    """The folder of the running Ray session on this node (its logs and sockets):
+    $RAY_TMPDIR/ray/session_<time>, /tmp/ray/... by default."""
+    # No public accessor in Ray 2.60; the node object is the pinned version's own.
+    return Path(ray._private.worker.global_worker.node.get_session_dir_path())
 
 
 @dataclass(frozen=True)

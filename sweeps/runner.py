@@ -15,6 +15,8 @@ tags are written before Tune acts on a result or a checkpoint, so they never lag
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,7 +34,8 @@ from sweeps.mlflow_callback import MlflowTrialLogger
 from sweeps.mlflow_runs import (child_runs, latest_parent_run, open_experiment, provenance_tags,
                                 start_parent_run)
 from sweeps.progress import progress_reporter, quiet_tune_logging
-from sweeps.ray_cluster import TrialResources, alive_nodes, connect, plan_resources
+from sweeps.ray_cluster import (TrialResources, alive_nodes, connect, plan_resources,
+                                session_folder)
 from sweeps.sweep_file import Sweep
 from sweeps.tracking_store import check_tracking_store, resolve_tracking_uri
 from sweeps.trial import run_trial, trial_config
@@ -182,6 +185,10 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
                         parent.data.tags["mad.tune_path"])
 
     started_ray = connect(address)
+    # A local Ray this call starts leaves its session folder (logs, sockets) behind;
+    # removed below when every trial finished, kept for its logs otherwise.
+    local_session = session_folder() if started_ray and address is None else None
+    outcome = None
     try:
         resources = plan_resources(sweep.resources)
         if resources.note:
@@ -212,6 +219,19 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     finally:
         if started_ray:
             ray.shutdown()
+        if local_session is not None:
+            if outcome is not None and outcome.finished == outcome.trials:
+                _remove_session(local_session)
+            else:
+                say(f"Ray's logs of this sweep: {local_session / 'logs'}")
+
+
+def _remove_session(folder: Path) -> None:
+    """Delete a Ray session folder, and Ray's session_latest link if it points there."""
+    shutil.rmtree(folder, ignore_errors=True)
+    latest = folder.parent / "session_latest"
+    if latest.is_symlink() and Path(os.readlink(latest)).name == folder.name:
+        latest.unlink()
 
 
 def _outcome(client: MlflowClient, sweep: Sweep, experiment_id: str, parent_run_id: str,

@@ -6,8 +6,11 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -167,3 +170,19 @@ def test_mad_sweep_reaches_a_loopback_ray_by_its_address(local_ray, write_sweep,
         cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 of 1 trials finished" in done.stdout
+
+
+def test_a_local_sweep_removes_the_ray_session_it_started(write_sweep, tmp_path):
+    """`mad sweep` without --address starts a local Ray; once every trial finished, its
+    session folder under $RAY_TMPDIR is gone."""
+    path = write_sweep({**SWEEP, "grid": {"n_syn": [40]}, "generations": 2})
+    ray_tmpdir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # sockets need short paths
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mad_cli", "sweep", str(path), "--tracking-uri",
+             f"sqlite:///{tmp_path}/local.db"], cwd=tmp_path, capture_output=True, text=True,
+            env={**os.environ, "RAY_TMPDIR": ray_tmpdir}, timeout=180)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert not list(Path(ray_tmpdir).glob("ray/session_*"))
+    finally:
+        shutil.rmtree(ray_tmpdir, ignore_errors=True)
