@@ -92,14 +92,16 @@ def tracked_values(record: Mapping[str, Any], keys: tuple[str, ...], timestamp_m
 
 
 def spec_params(spec: TrialSpec) -> dict[str, str]:
-    """The resolved spec flattened with dotted keys (data.dim, ...), values as strings."""
-    params = {}
+    """The resolved spec flattened with dotted keys (data.dim, ...), values as strings;
+    null values (a key the spec leaves unset, such as n_total beside n_real and n_syn)
+    are left out, so the UI's columns hold only what a trial set."""
+    flat = {}
     for key, value in spec.to_dict().items():
         if isinstance(value, Mapping):
-            params.update({f"{key}.{inner}": str(v) for inner, v in value.items()})
+            flat.update({f"{key}.{inner}": v for inner, v in value.items()})
         else:
-            params[key] = str(value)
-    return params
+            flat[key] = value
+    return {key: str(value) for key, value in flat.items() if value is not None}
 
 
 def grid_csv(sweep: Sweep) -> str:
