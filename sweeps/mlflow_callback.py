@@ -143,7 +143,7 @@ class MlflowTrialLogger(tune.Callback):
                     "mad.coordinates": json.dumps(config["coordinates"]),
                     "mad.trial_id": trial.trial_id}
             run = self.client.create_run(self.experiment_id, tags=tags,
-                                         run_name=f"t{index:04d} {label}"[:RUN_NAME_LENGTH])
+                                         run_name=f"{label} (t{index:04d})"[:RUN_NAME_LENGTH])
             child = ChildRun(run.info.run_id, stored=0, logged=0, tracked=None)
         else:
             run_id, tags = existing.info.run_id, existing.data.tags

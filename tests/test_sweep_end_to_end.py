@@ -76,6 +76,8 @@ def test_store_holds_parent_and_every_trial_history(local_ray, sweep, tracking_u
         assert json.loads(tags["mad.resources"]) == {"cpu": 1, "gpu": 0}
         assert run.data.params == spec_params(point.spec)
         assert json.loads(tags["mad.tracked_metrics"]) == ["w2_sq_mean", "logdet_median"]
+        assert run.info.run_name == (f"n_syn={point.coordinates['n_syn']} "
+                                     f"seed={point.coordinates['seed']} (t{point.index:04d})")
 
     singular = next(p for p in sweep.trials if p.coordinates["n_syn"] == 3)
     assert list(SelfConsumingLoop(singular.spec))[-1]["logdet_median"] == float("-inf")
