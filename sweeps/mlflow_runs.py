@@ -117,8 +117,14 @@ def grid_csv(sweep: Sweep) -> str:
     return out.getvalue()
 
 
+# MLflow 3's UI opens an experiment in its GenAI view unless this tag says otherwise; a
+# sweep's runs are model-training runs, compared by their params and metrics.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def open_experiment(client: MlflowClient, sweep: Sweep) -> str:
-    """The id of the sweep's experiment, created on first use.
+    """The id of the sweep's experiment, created on first use (tagged to open in the
+    UI's model-training view).
 
     With a sqlite store its artifacts go to mlruns/<name> beside the database file
     (MLflow's default, ./mlruns, would follow the folder the driver happens to run in).
@@ -128,13 +134,16 @@ def open_experiment(client: MlflowClient, sweep: Sweep) -> str:
         if experiment.lifecycle_stage == "deleted":
             raise TrackingStoreError(f"MLflow experiment {sweep.name!r} is deleted: restore "
                                      f"it (mlflow experiments restore) or rename the sweep")
+        for key, value in EXPERIMENT_KIND.items():
+            if experiment.tags.get(key) != value:  # made by an earlier version
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     artifacts = None
     if client.tracking_uri.startswith("sqlite:///"):
         database = Path(client.tracking_uri.removeprefix("sqlite:///"))
         artifacts = str(database.parent / "mlruns" / sweep.name)
     return client.create_experiment(sweep.name, artifact_location=artifacts,
-                                    tags={"mad.sweep": sweep.name})
+                                    tags={"mad.sweep": sweep.name, **EXPERIMENT_KIND})
 
 
 def start_parent_run(client: MlflowClient, experiment_id: str, sweep: Sweep,

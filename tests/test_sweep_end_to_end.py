@@ -50,6 +50,7 @@ def test_store_holds_parent_and_every_trial_history(local_ray, sweep, tracking_u
     assert parent.info.experiment_id == experiment.experiment_id
     db_folder = tracking_uri.removeprefix("sqlite:///").rsplit("/", 1)[0]
     assert experiment.artifact_location == f"{db_folder}/mlruns/e2e_gaussian"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.info.status == "FINISHED"
     tags = parent.data.tags
     assert (tags["mad.role"], tags["mad.sweep"], tags["mad.trials"]) == ("sweep", "e2e_gaussian", "4")
