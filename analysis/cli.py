@@ -95,5 +95,5 @@ def analyze_command(args: argparse.Namespace) -> int:
         print(f"logged to MLflow as artifacts '{ARTIFACT_FOLDER}/' of parent run "
               f"{sweep.parent_run_ids[0]}")
     print(f"written to {out_dir}/ in {time.perf_counter() - started:.1f} s; "
-          f"browse MLflow with: mad ui --tracking-uri {tracking_uri}")
+          f"browse MLflow with: mad ui {sweep.name} --tracking-uri {tracking_uri}")
     return 0

@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     sweep.set_defaults(handler=sweep_command)
 
     ui = subparsers.add_parser("ui", help="the MLflow UI on the sweep store, on 127.0.0.1")
+    ui.add_argument("experiment", nargs="?", metavar="EXPERIMENT",
+                    help="a sweep name: print the address of its runs")
     ui.add_argument("--tracking-uri", help="the store to show (default as for mad sweep)")
     ui.add_argument("--port", type=int, default=DEFAULT_UI_PORT, help="default %(default)s")
     ui.set_defaults(handler=ui_command)
@@ -116,11 +118,14 @@ def sweep_command(args: argparse.Namespace) -> int:
         print(f"mad sweep: interrupted; {resume_hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"sweep {sweep.name}: {outcome.finished} of {outcome.trials} trials finished, "
-          f"{outcome.failed} failed; MLflow run {outcome.parent_run_id} (see: mad ui)")
+          f"{outcome.failed} failed; MLflow run {outcome.parent_run_id} (see: mad ui {sweep.name})")
     if outcome.interrupted:
         print(f"mad sweep: stopped before every trial ended; {resume_hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_TRIALS_FAILED if outcome.failed else 0
+
+
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def ui_command(args: argparse.Namespace) -> int:
@@ -130,7 +135,19 @@ def ui_command(args: argparse.Namespace) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"{uri} is a tracking server: open it in a browser, it serves the UI itself")
         return 0
-    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    # The query selects MLflow 3's model-training view (runs, params, metrics); its
+    # default view is the GenAI one, which shows a sweep as empty.
+    page = "#/experiments"
+    if args.experiment:
+        from mlflow import MlflowClient
+
+        experiment = MlflowClient(uri).get_experiment_by_name(args.experiment)
+        if experiment is None:
+            print(f"mad ui: no experiment {args.experiment!r} in {uri}", file=sys.stderr)
+            return 2
+        page = f"#/experiments/{experiment.experiment_id}/runs"
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}/{page}?{TRAINING_VIEW} "
+          f"(Ctrl-C stops it)", flush=True)
     # Without job execution the server starts in seconds and leaves no worker processes.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,

@@ -30,12 +30,12 @@ def get(url: str) -> str | None:
 
 
 def test_ui_serves_the_store_on_loopback(tracking_uri, tmp_path):
-    MlflowClient(tracking_uri).create_experiment("shown_in_ui")
+    experiment_id = MlflowClient(tracking_uri).create_experiment("shown_in_ui")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mad_cli", "ui", "--tracking-uri",
-                               tracking_uri, "--port", str(port)], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = subprocess.Popen([sys.executable, "-m", "mad_cli", "ui", "shown_in_ui",
+                               "--tracking-uri", tracking_uri, "--port", str(port)],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while get(f"http://127.0.0.1:{port}/health") != "OK":
@@ -44,6 +44,9 @@ def test_ui_serves_the_store_on_loopback(tracking_uri, tmp_path):
         found = json.loads(get(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/"
                                f"get-by-name?experiment_name=shown_in_ui"))
         assert found["experiment"]["name"] == "shown_in_ui"
+        # The address it prints opens the experiment's runs in the model-training view.
+        assert (f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+                f"?workflowType=machine_learning") in server.stdout.readline()
         sockets = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
                                  text=True).stdout.splitlines()
         assert sockets and all(line.split()[3] == f"127.0.0.1:{port}" for line in sockets)
