@@ -135,7 +135,7 @@ def test_command_writes_and_logs_to_the_parent_run(store, tmp_path, capsys):
                  "--cache-dir", str(root / "cache")])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "asymptote_vs_n_init.png" in printed and f"mad ui --tracking-uri {uri}" in printed
+    assert "asymptote_vs_n_init.png" in printed and f"mad ui n_init --tracking-uri {uri}" in printed
     client = MlflowClient(uri)
     parent = client.search_runs([client.get_experiment_by_name("n_init").experiment_id],
                                 "tags.`mad.role` = 'sweep'")[0]
