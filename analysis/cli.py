@@ -36,6 +36,8 @@ def register(subparsers) -> None:
                         help="cached tables and reference curves (default %(default)s)")
     parser.add_argument("--refresh", action="store_true",
                         help="reload the records from MLflow even if the cache is current")
+    parser.add_argument("--format", default="png", metavar="png,pdf,svg",
+                        help="figure files to write, comma-separated (default %(default)s)")
     parser.add_argument("--no-artifacts", action="store_true",
                         help="do not log the outputs to the sweep's parent run")
     parser.set_defaults(handler=analyze_command)
@@ -52,8 +54,14 @@ def analyze_command(args: argparse.Namespace) -> int:
     # `mad --help` and `mad run` would pay for nothing.
     from analysis.estimates import AnalysisError
     from analysis.load import SweepLoadError, load_sweep, resolve_tracking_uri
-    from analysis.report import analyze
+    from analysis.report import FIGURE_FORMATS, analyze
 
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in args.format.split(",")))
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown:
+        print(f"mad analyze: --format {args.format}: {', '.join(unknown)} not among "
+              f"{', '.join(FIGURE_FORMATS)}; e.g. --format png,pdf", file=sys.stderr)
+        return EXIT_BAD_INPUT
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     started = time.perf_counter()
     try:
@@ -70,7 +78,7 @@ def analyze_command(args: argparse.Namespace) -> int:
     out_dir = args.out or DEFAULT_OUT / sweep.name
     try:
         report = analyze(sweep, out_dir, metric=args.metric, baseline=baseline,
-                         cache_dir=args.cache_dir,
+                         cache_dir=args.cache_dir, formats=formats,
                          progress=lambda step: print(f"  {step} ...", flush=True))
     except AnalysisError as error:
         print(f"mad analyze: {error}", file=sys.stderr)
@@ -78,8 +86,9 @@ def analyze_command(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"  {note}")
     tables = [p for p in report.written if p.suffix == ".csv"]
-    figures = [p for p in report.written if p.suffix == ".png" and p.parent == out_dir]
-    per_generation = [p for p in report.written if p.parent == out_dir / "generations"]
+    figures = [p for p in report.written if p.suffix == f".{formats[0]}" and p.parent == out_dir]
+    per_generation = [p for p in report.written if p.parent == out_dir / "generations"
+                      and p.suffix == f".{formats[0]}"]
     print(f"tables: {', '.join(p.name for p in tables)}")
     print("figures:")
     for path in figures:

@@ -46,6 +46,7 @@ STABILITY_LINE_PARAMETERS = ("loop", "lambda_b", "lam")
 STABILITY_DERIVED = ("n_syn", "n_real", "n_total", "real_fraction", "synthetic_source")
 PHASE_DIAGRAMS = {("n_real", "n_syn", "lam"): "phase_nr_ns",
                   ("n_syn", "lam", "n_real"): "phase_lam_ns"}
+FIGURE_FORMATS = ("png", "pdf", "svg")
 REFERENCE_RANGE = 10  # the Gaussian curve reaches 10x the largest training set
 SMALLEST_FIT = 2  # a Gaussian fit needs two points
 FIGURE_DPI = 130
@@ -56,6 +57,7 @@ class Report:
     """What an analysis wrote (paths) and said (notes for the user)."""
 
     out_dir: Path
+    formats: tuple[str, ...] = ("png",)  # every figure is saved in each (FIGURE_FORMATS)
     written: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -65,11 +67,13 @@ class Report:
         self.written.append(path)
 
     def save_figure(self, figure: plt.Figure, name: str) -> None:
+        """Save as out_dir/name with each of the report's formats as its suffix."""
         path = self.out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=FIGURE_DPI)
+        for suffix in self.formats:
+            figure.savefig(path.with_suffix(f".{suffix}"), dpi=FIGURE_DPI)
+            self.written.append(path.with_suffix(f".{suffix}"))
         plt.close(figure)
-        self.written.append(path)
 
 
 def sweep_caption(trials: pd.DataFrame, varying: list[str]) -> str:
@@ -313,6 +317,7 @@ def write_stability(sweep: Sweep, metric: str, caption: str, report: Report) -> 
 
 def analyze(sweep: Sweep, out_dir: Path, *, metric: str | None = None,
             baseline: Sweep | None = None, cache_dir: Path | None = None,
+            formats: tuple[str, ...] = ("png",),
             progress: Callable[[str], None] = lambda message: None) -> Report:
     """Write every table and figure that applies to the sweep into out_dir.
 
@@ -322,10 +327,11 @@ def analyze(sweep: Sweep, out_dir: Path, *, metric: str | None = None,
         baseline: a loaded sweep of baseline trials (one generation on n_init real samples)
             giving measured reference curves; needed for n_e of non-Gaussian models.
         cache_dir: where computed Gaussian reference curves are kept between runs.
+        formats: the files of every figure, among FIGURE_FORMATS (vector ones for papers).
         progress: called with a short message before each slow step.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(out_dir)
+    report = Report(out_dir, formats)
     metric = metric or default_distance(sweep)
     if metric not in DISTANCE_METRICS:
         raise AnalysisError(f"n_e needs a distance to P_r, which falls as a model sees more "

@@ -143,8 +143,20 @@ def test_command_writes_and_logs_to_the_parent_run(store, tmp_path, capsys):
     assert {"analysis/asymptotes.csv", "analysis/asymptote_vs_n_init.png"} <= logged
 
 
+def test_figures_in_several_formats_for_papers(store, tmp_path, capsys):
+    uri, root = store
+    out = tmp_path / "formats"
+    code = main(["analyze", "n_init", "--tracking-uri", uri, "--out", str(out),
+                 "--cache-dir", str(root / "cache"), "--no-artifacts", "--format", "png,svg"])
+    assert code == 0
+    assert (out / "asymptote_vs_n_init.png").stat().st_size > 0
+    assert (out / "asymptote_vs_n_init.svg").read_text().lstrip().startswith("<?xml")
+    assert not list(out.glob("*.pdf"))
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["nowhere"], "no experiment or parent run 'nowhere'"),
+    (["n_init", "--format", "png,jpeg"], "jpeg not among png, pdf, svg"),
     (["phase", "--metric", "fid"], "has no metric fid_mean"),
     (["phase", "--metric", "trace"], "n_e needs a distance"),
 ])
