@@ -99,3 +99,20 @@ def test_n_s_zero_gives_n_e_equal_to_n_r_and_its_figures_draw(tmp_path):
     assert names == {"phase_nr_ns.png", "phase_lam_ns.png", "effective_size.png"}
     for path in report.written:
         assert path.stat().st_size > 1000
+
+
+def test_a_narrow_log_axis_labels_more_than_one_decade_mark():
+    """n_e / n_r often spans 0.8-2.2: the axis must say more than "1" and "2"."""
+    import matplotlib.pyplot as plt
+
+    from analysis.figures.labels import log_scale_plain_ticks
+
+    figure, axis = plt.subplots()
+    axis.plot([1, 2, 3], [0.8, 1.4, 2.2])
+    log_scale_plain_ticks(axis)
+    figure.canvas.draw()
+    low, high = axis.get_ylim()
+    shown = [t.get_text() for t in axis.get_yticklabels()
+             if t.get_text() and low <= t.get_position()[1] <= high]
+    plt.close(figure)
+    assert {"1", "1.5", "2"} <= set(shown) and len(shown) >= 4, shown

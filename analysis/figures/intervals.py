@@ -32,12 +32,15 @@ def _draw_lines(axis, rows: pd.DataFrame, x: str, line_keys: list[str], colours:
                                    line[high].to_numpy(dtype=float) - centre]))
         colour = colours[label]
         axis.plot(positions, centre, color=colour, lw=1.2, label=label)
-        axis.errorbar(positions, centre, yerr=errors, fmt="none", ecolor=colour, capsize=3)
+        # Hollow markers under the bars: intervals of a few per cent are shorter than a
+        # marker, and a filled one would hide them.
         kinds = line[bound].to_numpy() if bound else np.full(len(line), "")
         for kind, marker in BOUND_MARKERS.items():
             chosen = kinds == kind
-            axis.scatter(positions[chosen], centre[chosen], color=colour, marker=marker, s=30,
-                         zorder=3)
+            axis.scatter(positions[chosen], centre[chosen], facecolors="white",
+                         edgecolors=colour, marker=marker, s=30, zorder=3)
+        axis.errorbar(positions, centre, yerr=errors, fmt="none", ecolor=colour, capsize=4,
+                      elinewidth=1.6, zorder=4)
 
 
 def plot_intervals(table: pd.DataFrame, x: str, line_keys: list[str], *, value: str,
@@ -95,7 +98,10 @@ def plot_intervals(table: pd.DataFrame, x: str, line_keys: list[str], *, value: 
                     handles.append(handle)
                     names.append(name)
         figure.legend(handles, names, loc="outside right upper", fontsize=8, frameon=False)
-    caption = "bars: 95 % intervals"
+    half_widths = ((drawn[high] - drawn[low]) / (2 * drawn[value].abs())).dropna()
+    caption = "bars: 95 % intervals" + (
+        f" (half-widths {100 * half_widths.min():.2g}-{100 * half_widths.max():.2g} %)"
+        if len(half_widths) else "")
     if bound and (drawn[bound] != "").any():
         caption += "; ▲/▼: beyond the reference curve (a bound)"
     if len(table) > len(drawn):

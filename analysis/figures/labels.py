@@ -74,13 +74,19 @@ def facets(table: pd.DataFrame, keys: list[str]) -> Iterator[tuple[dict, pd.Data
 PLAIN_TICK_DECADES = 4  # up to this span, ticks at 1, 2, 5 x 10^k read as 0.2, 50
 
 
+NARROW_SPAN = 4.0  # n_e / n_r panels often span 0.7-2: 1, 2, 5 would label only 1 and 2
+NARROW_SUBS = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+
+
 def log_scale_plain_ticks(axis) -> None:
-    """A log y scale; over a few decades ticked at 1, 2, 5 x 10^k and labelled as plain
-    numbers (0.2, 50), over more (a collapsing variance) at powers of ten."""
+    """A log y scale; within a factor of NARROW_SPAN ticked at 1, 1.2, 1.5, 2, 2.5, 3, 4,
+    5, 6, 8 x 10^k, over a few decades at 1, 2, 5 x 10^k, labelled as plain numbers (0.8,
+    1.5, 50); over more (a collapsing variance) at powers of ten."""
     axis.set_yscale("log")
     low, high = axis.dataLim.intervaly
     if high / low <= 10 ** PLAIN_TICK_DECADES:
-        axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        subs = NARROW_SUBS if high / low <= NARROW_SPAN else (1.0, 2.0, 5.0)
+        axis.yaxis.set_major_locator(LogLocator(subs=subs))
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.yaxis.set_minor_formatter(NullFormatter())
 
