@@ -116,3 +116,25 @@ def test_a_narrow_log_axis_labels_more_than_one_decade_mark():
              if t.get_text() and low <= t.get_position()[1] <= high]
     plt.close(figure)
     assert {"1", "1.5", "2"} <= set(shown) and len(shown) >= 4, shown
+
+
+def test_the_unit_line_follows_cell_edges_between_cells_on_either_side_of_one():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from analysis.figures.phase import draw_unit_boundary
+
+    x_edges, y_edges = np.array([0.0, 1, 2, 3]), np.array([0.0, 1, 2])
+    log_ratio = np.array([[0.5, 0.4, 0.3],
+                          [0.2, -0.3, np.nan]])  # one cell below 1, one not converged
+    keep = np.ones(3, bool), np.ones(2, bool)
+    figure, axis = plt.subplots()
+    assert draw_unit_boundary(axis, x_edges, y_edges, log_ratio, *keep)
+    segments = sorted((tuple(line.get_xdata()), tuple(line.get_ydata()))
+                      for line in axis.get_lines())
+    plt.close(figure)
+    # Left of the cell (x = 1) and below it (y = 1); nothing next to the nan cell.
+    assert segments == [((1.0, 1.0), (1.0, 2.0)), ((1.0, 2.0), (1.0, 1.0))]
+    figure, axis = plt.subplots()
+    assert not draw_unit_boundary(axis, x_edges, y_edges, np.abs(log_ratio), *keep)
+    plt.close(figure)

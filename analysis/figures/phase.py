@@ -1,5 +1,6 @@
 """MAD's phase diagrams: n_e / n_r as a heatmap over two grid axes, one panel per value of
-a third, with the n_e / n_r = 1 contour (above it synthetic data helped).
+a third, with the n_e / n_r = 1 line drawn along the edges between cells on either side
+of 1 (on one side synthetic data helped).
 
 Colour is log2(n_e / n_r) on a diverging map centred at 1 (blue: helped, red: hurt);
 every cell prints its ratio, "> x" / "< x" where n_e lies beyond the reference curve,
@@ -18,12 +19,10 @@ import pandas as pd
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from scipy.interpolate import RegularGridInterpolator
 
 from analysis.figures.labels import (AXIS_LABELS, LOG_AXES, PARAMETER_SYMBOLS, axis_positions,
                                      format_value)
 
-CONTOUR_RESOLUTION = 60  # points per axis of the grid the contour is traced on
 NOT_CONVERGED = "lightgrey"
 MAX_PANELS_PER_ROW = 3
 
@@ -41,28 +40,29 @@ def cell_edges(centres: np.ndarray, logarithmic: bool) -> np.ndarray:
     return np.exp(edges) if logarithmic else edges
 
 
-def draw_unit_contour(axis, xs: np.ndarray, ys: np.ndarray, log_ratio: np.ndarray,
-                      log_x: bool, log_y: bool) -> bool:
-    """The n_e / n_r = 1 line, interpolated bilinearly in the axes' own scales (log for
-    sample sizes), so that it crosses a cell where a log axis says it does; whether the
-    ratio crosses 1 between converged neighbours (and a line was drawn)."""
-    def scale(values, logarithmic):
-        return np.log(values) if logarithmic else values.astype(float)
+def draw_unit_boundary(axis, x_edges: np.ndarray, y_edges: np.ndarray,
+                       log_ratio: np.ndarray, keep_x: np.ndarray, keep_y: np.ndarray) -> bool:
+    """The n_e / n_r = 1 line as the boundary between neighbouring cells on opposite
+    sides of 1: drawn along cell edges, so that it never claims a crossing inside a cell
+    that the grid did not measure (an interpolated contour on a coarse grid does).
+    Cells outside keep_x / keep_y (the n_s = 0 control) are left out; whether a line
+    was drawn.
 
-    def unscale(values, logarithmic):
-        return np.exp(values) if logarithmic else values
-
-    grid_x, grid_y = scale(xs, log_x), scale(ys, log_y)
-    interpolate = RegularGridInterpolator((grid_y, grid_x), log_ratio)
-    fine_x = np.linspace(grid_x[0], grid_x[-1], CONTOUR_RESOLUTION)
-    fine_y = np.linspace(grid_y[0], grid_y[-1], CONTOUR_RESOLUTION)
-    mesh_y, mesh_x = np.meshgrid(fine_y, fine_x, indexing="ij")
-    fine = interpolate(np.stack([mesh_y, mesh_x], axis=-1))
-    crosses = bool(np.nanmin(fine, initial=np.inf) < 0 < np.nanmax(fine, initial=-np.inf))
-    if crosses:
-        axis.contour(unscale(fine_x, log_x), unscale(fine_y, log_y), np.ma.masked_invalid(fine),
-                     levels=[0.0], colors="black", linewidths=2)
-    return crosses
+    Args:
+        x_edges (X + 1,), y_edges (Y + 1,): cell boundaries; log_ratio (Y, X): log2 ratio,
+        nan where missing or not converged; keep_x (X,), keep_y (Y,): cells that count.
+    """
+    kept = np.isfinite(log_ratio) & keep_y[:, None] & keep_x[None, :]
+    side = np.where(kept, np.sign(log_ratio), 0.0)
+    across_x = side[:, :-1] * side[:, 1:] < 0  # (Y, X - 1): left and right cells differ
+    across_y = side[:-1, :] * side[1:, :] < 0  # (Y - 1, X): lower and upper cells differ
+    for i, j in zip(*np.nonzero(across_x)):
+        axis.plot([x_edges[j + 1]] * 2, [y_edges[i], y_edges[i + 1]], color="black", lw=2,
+                  solid_capstyle="projecting")
+    for i, j in zip(*np.nonzero(across_y)):
+        axis.plot([x_edges[j], x_edges[j + 1]], [y_edges[i + 1]] * 2, color="black", lw=2,
+                  solid_capstyle="projecting")
+    return bool(across_x.any() or across_y.any())
 
 
 def ratio_grid(rows: pd.DataFrame, x: str, y: str) -> tuple:
@@ -107,7 +107,7 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
                                 squeeze=False, layout="constrained", sharey=True)
     for spare in axes.flat[len(panels):]:
         spare.remove()
-    contour_drawn = False
+    boundary_drawn = False
     legend = []
     if not table["converged"].all():
         legend.append(Patch(facecolor=NOT_CONVERGED,
@@ -127,14 +127,11 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
                 dark = np.isfinite(log_ratio[i, j]) and abs(log_ratio[i, j]) > 0.6 * limit
                 axis.text(x_position, y_position, texts[i, j], ha="center", va="center",
                           fontsize=8, color="white" if dark else "black")
-        # The contour is traced over positive sample sizes only: at n_s = 0 the ratio is 1
+        # The line is drawn over positive sample sizes only: at n_s = 0 the ratio is 1
         # by construction, and its noise around 1 would draw a line along that column.
         keep_x = (xs > 0) if x in LOG_AXES else np.ones(len(xs), bool)
         keep_y = (ys > 0) if y in LOG_AXES else np.ones(len(ys), bool)
-        if keep_x.sum() > 1 and keep_y.sum() > 1:
-            contour_drawn |= draw_unit_contour(axis, xs[keep_x], ys[keep_y],
-                                               log_ratio[np.ix_(keep_y, keep_x)],
-                                               x in LOG_AXES, y in LOG_AXES)
+        boundary_drawn |= draw_unit_boundary(axis, x_edges, y_edges, log_ratio, keep_x, keep_y)
         if x in LOG_AXES:
             axis.set_xscale("log")
             if not keep_x.all():
@@ -158,7 +155,7 @@ def plot_phase_diagram(table: pd.DataFrame, x: str, y: str, panel: str,
     colorbar = figure.colorbar(mappable, ax=axes.flat[:len(panels)], ticks=ticks, shrink=0.9)
     colorbar.ax.set_yticklabels([format_value(2.0 ** t) for t in ticks])
     colorbar.set_label("n_e / n_r   (> 1: synthetic data helped)")
-    if contour_drawn:
+    if boundary_drawn:
         legend.insert(0, Line2D([], [], color="black", lw=2, label="n_e = n_r"))
     if legend:
         figure.legend(handles=legend, loc="outside lower right", frameon=False, fontsize=9,
