@@ -17,6 +17,9 @@ from mad_core.spec_files import SpecFileError
 from sweeps.sweep_file import Sweep, load_sweep
 
 EXIT_BAD_INPUT = 2
+# Trials above which `mad sweep` asks for --yes: the shipped grids have at most a few
+# hundred; a hundred thousand is usually an axis that was meant to be a range of 10.
+LARGE_GRID = 2_000
 EXIT_TRIALS_FAILED = 1
 EXIT_INTERRUPTED = 130
 DEFAULT_UI_PORT = 5000
@@ -51,6 +54,8 @@ def register(subparsers) -> None:
     sweep.add_argument("--storage", help="folder or URI (s3://...) for Tune's experiment "
                                          "state and checkpoints; default mad_output/sweeps. "
                                          "On a multi-node cluster every node must reach it")
+    sweep.add_argument("--yes", action="store_true",
+                       help=f"run a grid of more than {LARGE_GRID:,} trials")
     sweep.set_defaults(handler=sweep_command)
 
     ui = subparsers.add_parser("ui", help="the MLflow UI on the sweep store, on 127.0.0.1")
@@ -93,6 +98,12 @@ def sweep_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe(sweep, resolve_tracking_uri(args.tracking_uri, sweep.tracking_uri)))
         return 0
+    if len(sweep.trials) > LARGE_GRID and not args.yes:
+        generations = sum(point.spec.generations for point in sweep.trials)
+        print(f"mad sweep: {sweep.name} has {len(sweep.trials):,} trials ({generations:,} "
+              f"generations at most); grids this large are often an axis written too long. "
+              f"Check it with --dry-run, then run it with --yes", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     from sweeps.environment import configure_local_ray, is_loopback
 

@@ -191,6 +191,16 @@ def test_cli_rejects_a_bad_sweep_before_ray_starts(write_sweep, capsys):
     assert not ray.is_initialized()
 
 
+def test_a_very_large_grid_needs_yes(write_sweep, capsys):
+    import ray
+
+    path = write_sweep({**VALID, "grid": {"seed": {"range": [0, 2001]}}})
+    assert mad_cli.main(["sweep", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "has 2,001 trials (6,003 generations at most)" in error and "--yes" in error
+    assert not ray.is_initialized()
+
+
 def test_dry_run_prints_grid_resources_and_a_resolved_trial(write_sweep, tracking_uri, capsys):
     path = write_sweep({**VALID, "resources": {"cpu": 0.5, "gpu": 0.25}})
     assert mad_cli.main(["sweep", str(path), "--dry-run", "--tracking-uri", tracking_uri]) == 0
