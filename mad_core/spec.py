@@ -35,8 +35,14 @@ MODEL_NAMES = tuple(MODELS)
 VECTOR_SOURCES = ("gaussian", "gmm_grid", "rosenbrock")
 IMAGE_SOURCES = tuple(IMAGE_SOURCE_FIELDS)
 SOURCE_NAMES = VECTOR_SOURCES + IMAGE_SOURCES
-# A training set may take at most this share of the machine's memory.
+# A trial's dominant arrays may take at most this share of the machine's memory.
 MEMORY_SHARE = 0.5
+# The exact Gaussian path's d x d arrays per chain beyond the kept models: the training
+# scatter, the fit, its factor and the products of a draw.
+EXACT_WORKING_MATRICES = 6
+# Generations a spec may ask for unless MAD_MAX_GENERATIONS allows more: 10 million at
+# ~1 ms each is ~3 h of one trial.
+MAX_GENERATIONS = 10_000_000
 # mad_core.metrics.evaluators.EXACT_EMD_MAX (importing it here would import torch):
 # point-cloud trials record the exact W2 only up to this n_eval. tests/test_loop_stop.py
 # checks the record keys predicted here against real records.
@@ -257,10 +263,11 @@ def _check_consistency(v: dict, problems: list[Problem]) -> None:
                                     f"(needs at least {smallest} samples)"))
     if v["generations"] is None:
         return
+    _check_generation_cap(v, problems)
+    _check_memory(v, facts, problems)
     if facts is not None:
         _check_finite_real_data(v, facts.train_size, f"data.source {data['source']}",
                                 "n_real", problems)
-        _check_memory(v, facts, problems)
     elif data.get("pool_size") is not None:
         _check_finite_real_data(v, data["pool_size"], "data.pool_size", "data.pool_size",
                                 problems)
@@ -344,19 +351,62 @@ def _check_finite_real_data(v: dict, size: int, what: str, field: str,
                                        f"n_real, or set data.reshuffle: true"))
 
 
-def _check_memory(v: dict, facts: ImageFacts, problems: list[Problem]) -> None:
-    """The largest training set of the loop (float32 images) fits in memory."""
-    pooled = v["synthetic_source"] == "pool"
-    synthetic = v["n_syn"] * ((v["generations"] - 1) if pooled else 1)
-    largest = max(v["n_init"], v["n_real"] + synthetic) * v["chains"]
-    image_bytes = 4 * facts.shape[0] * facts.shape[1] * facts.shape[2]
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if largest * image_bytes > MEMORY_SHARE * available:
-        problems.append(Problem("n_syn", f"the largest training set, {largest:,} images of "
-                                         f"{image_bytes:,} bytes ({largest * image_bytes / 2**30:.1f}"
-                                         f" GiB), exceeds half of this machine's "
-                                         f"{available / 2**30:.0f} GiB; lower n_syn, chains or "
-                                         f"generations{' (the pool grows every generation)' if pooled else ''}"))
+def _available_memory() -> int:
+    """This machine's physical memory, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _memory_problem(field: str, needed: int, what: str, fix: str) -> Problem | None:
+    """A problem when `needed` bytes exceed MEMORY_SHARE of this machine's memory."""
+    available = _available_memory()
+    if needed <= MEMORY_SHARE * available:
+        return None
+    return Problem(field, f"{what} would take {needed / 2**30:,.1f} GiB, more than half of "
+                          f"this machine's {available / 2**30:.0f} GiB; {fix}")
+
+
+def _check_memory(v: dict, facts: ImageFacts | None, problems: list[Problem]) -> None:
+    """The trial's dominant arrays fit in memory: the largest training set (float32
+    images, float64 points), or for the exact Gaussian path the chains' d x d matrices."""
+    chains = v["chains"]
+    if not isinstance(chains, int):  # rejected already
+        return
+    if v["simulation"] == "exact":
+        dim = v["data"].get("dim")
+        if not isinstance(dim, int):
+            return
+        matrices = (v["last_k"] or 1) + EXACT_WORKING_MATRICES
+        problem = _memory_problem("chains" if chains > dim else "data.dim",
+                                  8 * chains * dim * dim * matrices,
+                                  f"{chains:,} chains of {matrices} matrices {dim:,} x {dim:,}",
+                                  "lower data.dim or chains")
+    else:
+        pooled = v["synthetic_source"] == "pool"
+        synthetic = v["n_syn"] * ((v["generations"] - 1) if pooled else 1)
+        largest = max(v["n_init"], v["n_real"] + synthetic) * chains
+        if facts is not None:
+            item, noun = 4 * facts.shape[0] * facts.shape[1] * facts.shape[2], "images"
+        else:
+            dim = v["data"].get("dim", 2)
+            if not isinstance(dim, int):
+                return
+            item, noun = 8 * dim, "points"
+        problem = _memory_problem(
+            "n_syn", largest * item, f"the largest training set, {largest:,} {noun} of "
+                                     f"{item:,} bytes",
+            f"lower n_syn, chains or generations{' (the pool grows every generation)' if pooled else ''}")
+    if problem is not None:
+        problems.append(problem)
+
+
+def _check_generation_cap(v: dict, problems: list[Problem]) -> None:
+    """Far more generations than any study needs is a typo, not a plan."""
+    cap = int(os.environ.get("MAD_MAX_GENERATIONS", MAX_GENERATIONS))
+    if v["generations"] is not None and v["generations"] > cap:
+        problems.append(Problem("generations", f"{v['generations']:,} is more than "
+                                               f"{cap:,} generations; a stop rule ends a "
+                                               f"trial when its limit is known (stop:), or "
+                                               f"set MAD_MAX_GENERATIONS to allow more"))
 
 
 def trial_metrics(v: dict) -> tuple[str, ...]:
