@@ -112,6 +112,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         # address to the host's network address and never reach a Ray on 127.0.0.1.
         configure_local_ray()
     from sweeps.ray_cluster import ClusterResourceError
+    from sweeps.driver_lock import DriverLockError
     from sweeps.runner import ResumeError, run_sweep
 
     same_place = [f"--{flag.replace('_', '-')} {value}" for flag in ("address", "tracking_uri",
@@ -122,7 +123,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         outcome = run_sweep(sweep, address=args.address, tracking_uri=args.tracking_uri,
                             resume=args.resume, max_concurrent=args.max_concurrent,
                             storage=args.storage)
-    except (TrackingStoreError, ResumeError, ClusterResourceError) as error:
+    except (TrackingStoreError, ResumeError, DriverLockError, ClusterResourceError) as error:
         print(f"mad sweep: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -44,6 +44,7 @@ from sweeps.grid import coordinates_label
 from sweeps.mlflow_runs import (RUN_NAME_LENGTH, child_runs,
                                 last_logged_generation, last_stored_record, spec_params,
                                 tracked_keys, tracked_values)
+from sweeps.driver_lock import DRIVER_TAG, HEARTBEAT_S, driver_tag
 from sweeps.mlflow_writer import BackgroundWriter
 from sweeps.trial import ARTIFACTS_KEY, CHECKPOINT_FLAG, RECORDS_KEY, STOP_KEY
 
@@ -102,6 +103,7 @@ class MlflowTrialLogger(tune.Callback):
         self._writer: BackgroundWriter | None = None
         self._existing: dict[int, Run] | None = None  # child runs found at first use
         self._children: dict[int, ChildRun] = {}
+        self._last_beat = time.monotonic()  # the driver lock's renewal (driver_lock)
 
     @property
     def writer(self) -> BackgroundWriter:
@@ -231,6 +233,13 @@ class MlflowTrialLogger(tune.Callback):
                 child.pending_since = time.monotonic()
             child.metrics += tracked_values(record, child.tracked, int(time.time() * 1000))
             child.logged = generation
+
+    def on_step_begin(self, iteration, trials, **info):
+        # Tune calls this every turn of its event loop: renew the driver lock.
+        if time.monotonic() - self._last_beat >= HEARTBEAT_S:
+            self._last_beat = time.monotonic()
+            self.writer.submit(lambda tag=driver_tag(): self.client.set_tag(
+                self.parent_run_id, DRIVER_TAG, tag))
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._child(trial)

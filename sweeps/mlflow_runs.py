@@ -24,6 +24,7 @@ from mlflow.entities import Metric, Run
 
 from mad_core.record_table import PARTS_FOLDER, part_range
 from mad_core.spec import TrialSpec
+from sweeps.driver_lock import DRIVER_TAG, driver_tag
 from sweeps.sweep_file import TRACKED_METRIC_PATTERN, Sweep
 from sweeps.tracking_store import TrackingStoreError
 
@@ -152,6 +153,7 @@ def start_parent_run(client: MlflowClient, experiment_id: str, sweep: Sweep,
 
     provenance: provenance_tags()."""
     tags = {"mad.role": "sweep", "mad.sweep": sweep.name, **provenance,
+            DRIVER_TAG: driver_tag(),
             "mad.grid_hash": sweep.grid_hash, "mad.trials": str(len(sweep.trials)),
             "mad.tune_path": tune_path}
     if sweep.description:

@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from ray import tune
 
+from sweeps.driver_lock import DRIVER_TAG, check_not_driven, driver_tag
 from sweeps.environment import apply_tune_settings
 from sweeps.grid import GridPoint
 from sweeps.mlflow_callback import MlflowTrialLogger
@@ -102,6 +103,7 @@ def _previous_invocation(client: MlflowClient, sweep: Sweep) -> Run:
             f"{len(sweep.trials)} trials) than the invocation to resume (run "
             f"{parent.info.run_id}: {tags.get('mad.grid_hash')}, {tags.get('mad.trials')} "
             f"trials); restore the file, or run it without --resume as a new invocation")
+    check_not_driven(parent)
     return parent
 
 
@@ -131,6 +133,7 @@ def _open_invocation(client: MlflowClient, sweep: Sweep, parent: Run | None,
                 tune_path)
     previous_root = parent.data.tags["mad.tune_path"].rsplit("/", 2)[0]
     tune_path = new_tune_path(storage or previous_root, sweep)
+    client.set_tag(parent.info.run_id, DRIVER_TAG, driver_tag())
     client.set_tag(parent.info.run_id, "mad.tune_path", tune_path)
     client.update_run(parent.info.run_id, status="RUNNING")
     return parent.info.experiment_id, parent.info.run_id, tune_path
@@ -170,7 +173,8 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
             cluster, storage every node reaches.
         say: where progress lines go.
     Raises:
-        TrackingStoreError, ResumeError, ClusterResourceError: before any trial starts.
+        TrackingStoreError, ResumeError, DriverLockError (another driver runs the
+        invocation to resume), ClusterResourceError: before any trial starts.
     """
     uri = resolve_tracking_uri(tracking_uri, sweep.tracking_uri)
     check_tracking_store(uri)
@@ -251,5 +255,6 @@ def _close_invocation(client: MlflowClient, sweep: Sweep, experiment_id: str,
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status="KILLED")
     outcome = _outcome(client, sweep, experiment_id, parent_run_id, tune_path)
+    client.delete_tag(parent_run_id, DRIVER_TAG)
     client.set_terminated(parent_run_id, status=outcome.status)
     return outcome

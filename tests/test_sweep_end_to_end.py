@@ -189,3 +189,25 @@ def test_a_local_sweep_removes_the_ray_session_it_started(write_sweep, tmp_path)
         assert not list(Path(ray_tmpdir).glob("ray/session_*"))
     finally:
         shutil.rmtree(ray_tmpdir, ignore_errors=True)
+
+
+def test_resume_refuses_an_invocation_another_driver_is_running(write_sweep, tracking_uri):
+    """A live driver's lock (a sleeping process stands in for it) stops a second driver
+    before it touches anything; once that process is gone, the lock is free."""
+    from sweeps.driver_lock import DRIVER_TAG, DriverLockError
+    from sweeps.runner import _previous_invocation
+
+    sweep = load_sweep(str(write_sweep({**SWEEP, "grid": {"n_syn": [40]}})))
+    client = MlflowClient(tracking_uri)
+    experiment_id = open_experiment(client, sweep)
+    parent = start_parent_run(client, experiment_id, sweep, "unused/a/b", provenance_tags())
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tag = json.loads(client.get_run(parent).data.tags[DRIVER_TAG])
+        client.set_tag(parent, DRIVER_TAG, json.dumps({**tag, "pid": other.pid}))
+        with pytest.raises(DriverLockError, match=f"process {other.pid} on this machine"):
+            run_sweep(sweep, tracking_uri=tracking_uri, resume=True)
+    finally:
+        other.kill()
+        other.wait()
+    assert _previous_invocation(client, sweep).info.run_id == parent
