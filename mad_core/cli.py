@@ -1,12 +1,14 @@
-"""`mad run`: one trial of a spec, with progress, a per-generation table and records.csv;
-with a stop rule, whether and where the trial converged."""
+"""`mad run`: one trial of a spec, with progress, a table of its generations (a row every few
+for long runs) and records.csv; with a stop rule, whether and where the trial converged."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import csv
+import itertools
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -14,14 +16,14 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from mad_core.convergence import StopRule
+from mad_core.key_metrics import key_metrics
 from mad_core.loop import SelfConsumingLoop
 from mad_core.models import MODELS
 from mad_core.spec import SpecError, TrialSpec, resolve_spec
 from mad_core.spec_files import SpecFileError, apply_overrides, find_spec_file, load_yaml_mapping
 
-# Columns of the printed table, first the ones a spec's records have.
-TABLE_METRICS = ("w2_sq_mean", "w2_sq_median", "trace_median", "fid_mean", "precision_mean",
-                 "recall_mean", "class_fidelity_mean", "w2_emp_mean")
+MAX_METRIC_COLUMNS = 6  # with gen, n_train and seconds: 100-125 characters
+MAX_ROWS = 50  # a long run prints 20-50 rows; every generation up to 50
 
 
 def register(subparsers) -> None:
@@ -35,6 +37,9 @@ def register(subparsers) -> None:
                                                  "plus _<spec hash> with --set)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace records.csv in an output folder that has one")
+    parser.add_argument("--every", type=int, metavar="N",
+                        help="print a table row every N generations, and the first and the "
+                             "last (default: every generation up to 50, else 20-50 rows)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved spec and stop")
     parser.add_argument("--device", help="where neural models train and sample: cpu, cuda, "
@@ -74,15 +79,58 @@ def load_trial_spec(name_or_path: str, overrides: list[str]) -> tuple[TrialSpec,
     return resolve_spec(apply_overrides(load_yaml_mapping(path), overrides)), path
 
 
-def column_width(column: str) -> int:
-    """Room for the column's name and a 5-digit number."""
-    return max(13, len(column))
+def row_interval(generations: int) -> int:
+    """The smallest k of 1, 2, 5, 10, 20, 50, ... that prints at most MAX_ROWS rows of a run
+    of `generations` when a row is every k-th generation."""
+    for magnitude in itertools.count():
+        for step in (1, 2, 5):
+            if generations <= MAX_ROWS * step * 10 ** magnitude:
+                return step * 10 ** magnitude
 
 
-def format_row(record: dict, columns: list[str]) -> str:
-    cells = [f"{record['generation']:>4d}", f"{record['n_train']:>8d}"]
-    cells += [f"{record[c]:>{column_width(c)}.5g}" for c in columns]
-    return " ".join(cells)
+def row_due(generation: int, every: int, last: bool) -> bool:
+    """Whether the table prints this generation: the first, every `every`-th, the last run."""
+    return generation == 1 or generation % every == 0 or last
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the table: a record key's values right-aligned under its header."""
+
+    key: str
+    header: str
+    width: int
+    value_format: str
+
+    def cell(self, record: dict) -> str:
+        return f"{record[self.key]:>{self.width}{self.value_format}}"
+
+
+def integer_column(key: str, header: str, digits: int) -> Column:
+    return Column(key, header, max(len(header), digits), "d")
+
+
+def number_column(key: str, significant: int = 5) -> Column:
+    # The widest number in this format: a sign, a point and an exponent (-1.2345e-05).
+    return Column(key, key, max(len(key), significant + 6), f".{significant}g")
+
+
+def table_columns(record: dict, spec: TrialSpec) -> list[Column]:
+    stop_metric = spec.stop["metric"] if spec.stop is not None else None
+    # n_train: room for 7 digits, a pool of 1,000 samples a generation over 3,000 generations.
+    return [integer_column("generation", "gen", len(str(spec.generations))),
+            integer_column("n_train", "n_train", 7),
+            *(number_column(key)
+              for key in key_metrics(record, stop_metric, MAX_METRIC_COLUMNS)),
+            number_column("seconds", significant=3)]
+
+
+def format_header(columns: list[Column]) -> str:
+    return "  ".join(f"{column.header:>{column.width}}" for column in columns)
+
+
+def format_row(record: dict, columns: list[Column]) -> str:
+    return "  ".join(column.cell(record) for column in columns)
 
 
 @contextlib.contextmanager
@@ -103,9 +151,10 @@ def cpu_threads(count: int, neural: bool):
 
 
 def run_command(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        print(f"mad run: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return 2
+    for flag, value in (("--threads", args.threads), ("--every", args.every)):
+        if value is not None and value < 1:
+            print(f"mad run: {flag} must be >= 1, got {value}", file=sys.stderr)
+            return 2
     try:
         spec, path = load_trial_spec(args.spec, args.overrides)
         device = choose_device(args.device, MODELS[spec.model].neural)
@@ -129,6 +178,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(resolved)
+    every = args.every or row_interval(spec.generations)
     loop = SelfConsumingLoop(spec, device=device)
     with cpu_threads(args.threads, MODELS[spec.model].neural), \
             open(records_path, "w", newline="") as handle, \
@@ -138,15 +188,18 @@ def run_command(args: argparse.Namespace) -> int:
             if writer is None:
                 writer = csv.DictWriter(handle, fieldnames=list(record))
                 writer.writeheader()
-                columns = [c for c in TABLE_METRICS if c in record]
-                progress.write(f"{'gen':>4} {'n_train':>8} "
-                               + " ".join(f"{c:>{column_width(c)}}" for c in columns))
+                columns = table_columns(record, spec)
+                if every > 1:
+                    progress.write(f"# a row every {every} generations, the first and the "
+                                   "last; every generation is in records.csv")
+                progress.write(format_header(columns))
             writer.writerow(record)
             handle.flush()  # an interrupted run keeps every finished generation
             for name, content in loop.artifacts.items():
                 (out / name).parent.mkdir(parents=True, exist_ok=True)
                 (out / name).write_bytes(content)
-            progress.write(format_row(record, columns))
+            if row_due(record["generation"], every, last=loop.done):
+                progress.write(format_row(record, columns))
             progress.update()
     if loop.rule is not None:
         early = (f"; stopped {spec.generations - loop.generation} generations before "

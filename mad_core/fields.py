@@ -73,9 +73,15 @@ class SpecError(ValueError):
 
     def __init__(self, problems: list[Problem], context: str = "trial spec"):
         self.problems = problems
+        self.context = context
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"invalid {context} ({len(problems)} problem"
                          f"{'s' if len(problems) != 1 else ''}):\n{lines}")
+
+    def __reduce__(self):
+        # Raised in a Ray worker, the error is pickled to the driver; the default would
+        # rebuild it from the message, as if each character were a problem.
+        return type(self), (self.problems, self.context)
 
 
 def did_you_mean(value: Any, candidates) -> str:

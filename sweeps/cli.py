@@ -6,9 +6,12 @@ Ray and MLflow are imported only when a command runs, so other `mad` commands st
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
 import subprocess
 import sys
+import time
 
 import yaml
 
@@ -56,6 +59,9 @@ def register(subparsers) -> None:
                                          "On a multi-node cluster every node must reach it")
     sweep.add_argument("--yes", action="store_true",
                        help=f"run a grid of more than {LARGE_GRID:,} trials")
+    sweep.add_argument("--quiet", action="store_true",
+                       help="print only failed trials and the final line: no status line, "
+                            "no table of trials")
     sweep.set_defaults(handler=sweep_command)
 
     ui = subparsers.add_parser("ui", help="the MLflow UI on the sweep store, on 127.0.0.1")
@@ -95,8 +101,9 @@ def sweep_command(args: argparse.Namespace) -> int:
 
     from sweeps.tracking_store import TrackingStoreError, resolve_tracking_uri
 
+    tracking_uri = resolve_tracking_uri(args.tracking_uri, sweep.tracking_uri)
     if args.dry_run:
-        print(describe(sweep, resolve_tracking_uri(args.tracking_uri, sweep.tracking_uri)))
+        print(describe(sweep, tracking_uri))
         return 0
     if len(sweep.trials) > LARGE_GRID and not args.yes:
         generations = sum(point.spec.generations for point in sweep.trials)
@@ -113,16 +120,20 @@ def sweep_command(args: argparse.Namespace) -> int:
         configure_local_ray()
     from sweeps.ray_cluster import ClusterResourceError
     from sweeps.driver_lock import DriverLockError
+    from sweeps.progress import clock
     from sweeps.runner import ResumeError, run_sweep
 
     same_place = [f"--{flag.replace('_', '-')} {value}" for flag in ("address", "tracking_uri",
                                                                        "storage")
                   if (value := getattr(args, flag))]
     resume_hint = "resume with: " + " ".join(["mad sweep", args.sweep, "--resume", *same_place])
+    # "Creating initial MLflow database tables...": nothing a user acts on.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    started = time.monotonic()
     try:
         outcome = run_sweep(sweep, address=args.address, tracking_uri=args.tracking_uri,
                             resume=args.resume, max_concurrent=args.max_concurrent,
-                            storage=args.storage)
+                            storage=args.storage, progress=not args.quiet)
     except (TrackingStoreError, ResumeError, DriverLockError, ClusterResourceError) as error:
         print(f"mad sweep: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -130,11 +141,26 @@ def sweep_command(args: argparse.Namespace) -> int:
         print(f"mad sweep: interrupted; {resume_hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"sweep {sweep.name}: {outcome.finished} of {outcome.trials} trials finished, "
-          f"{outcome.failed} failed; MLflow run {outcome.parent_run_id} (see: mad ui {sweep.name})")
+          f"{outcome.failed} failed, in {clock(time.monotonic() - started)} (MLflow run "
+          f"{outcome.parent_run_id})")
+    if outcome.finished:
+        print(look_further(sweep.name, tracking_uri))
     if outcome.interrupted:
         print(f"mad sweep: stopped before every trial ended; {resume_hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_TRIALS_FAILED if outcome.failed else 0
+
+
+def look_further(sweep_name: str, tracking_uri: str) -> str:
+    """The commands that show a sweep's results, with --tracking-uri where the store is
+    not the one they find by default."""
+    from sweeps.tracking_store import resolve_tracking_uri
+
+    store = ("" if tracking_uri == resolve_tracking_uri(None, None) else
+             f" --tracking-uri {shlex.quote(tracking_uri)}")
+    name = shlex.quote(sweep_name)
+    return (f"  compare trials in the MLflow UI:  mad ui {name}{store}\n"
+            f"  n_e, asymptotes and figures:      mad analyze {name}{store}")
 
 
 TRAINING_VIEW = "workflowType=machine_learning"

@@ -10,8 +10,12 @@ import os
 
 # Read by Tune when a sweep runs (run_sweep applies them):
 TUNE_SETTINGS = {
-    # Tune prints our progress table (sweeps.progress) only with its classic output.
+    # Tune's classic output, which verbose=0 silences: sweeps.progress prints instead.
+    # (The newer one prints its own status tables whatever the verbosity.)
     "RAY_AIR_NEW_OUTPUT": "0",
+    # A failed trial's traceback, logged by Tune: sweeps.progress prints its last line
+    # and where the whole traceback is kept.
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
     # num_to_keep makes Tune snapshot its experiment state whenever a trial has written
     # that many checkpoints; with frequent checkpoints that is often, by design, and Tune
     # would warn about it each time.

@@ -33,13 +33,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Mapping
 
 from mlflow import MlflowClient
 from mlflow.entities import Param, Run
 from ray import tune
 
 from mad_core.record_table import PARTS_FOLDER, encode_part, part_name
-from mad_core.spec import resolve_spec
+from mad_core.spec import TrialSpec, resolve_spec
 from sweeps.grid import coordinates_label
 from sweeps.mlflow_runs import (RUN_NAME_LENGTH, child_runs,
                                 last_logged_generation, last_stored_record, spec_params,
@@ -87,11 +88,16 @@ class MlflowTrialLogger(tune.Callback):
         run_tags: tags every child run gets (mad.sweep, mad.version, mad.commit, ...).
         tracked_metrics: the sweep file's ``tracked_metrics`` (see
             ``mlflow_runs.tracked_keys``).
+        specs: the grid's resolved specs by trial index, as validated before the sweep;
+            without them a trial's spec is resolved again when its run opens, which
+            raises in the driver (ending the sweep) if its data went away meanwhile.
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
-                 run_tags: dict[str, str], tracked_metrics: tuple[str, ...] | str | None = None):
+                 run_tags: dict[str, str], tracked_metrics: tuple[str, ...] | str | None = None,
+                 specs: Mapping[int, TrialSpec] | None = None):
         self.tracking_uri = tracking_uri
+        self.specs = specs
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.run_tags = run_tags
@@ -135,7 +141,7 @@ class MlflowTrialLogger(tune.Callback):
         index = config["index"]
         if self._existing is None:
             self._existing = child_runs(self.client, self.experiment_id, self.parent_run_id)
-        spec = resolve_spec(config["spec"])
+        spec = self.specs[index] if self.specs else resolve_spec(config["spec"])
         existing = self._existing.get(index)
         if existing is None:
             label = coordinates_label(config["coordinates"])

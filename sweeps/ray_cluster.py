@@ -6,6 +6,7 @@ Without an address the sweep starts its own Ray; ``mad sweep`` binds it to 127.0
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,10 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     if address is None:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        # logging_level: without it Ray logs "Started a local Ray instance." to the
+        # terminal of every sweep.
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
     else:
         ray.init(address=address, log_to_driver=False)
     return True

@@ -34,7 +34,7 @@ from sweeps.grid import GridPoint
 from sweeps.mlflow_callback import MlflowTrialLogger
 from sweeps.mlflow_runs import (child_runs, latest_parent_run, open_experiment, provenance_tags,
                                 start_parent_run)
-from sweeps.progress import progress_reporter, quiet_tune_logging
+from sweeps.progress import SweepProgress, quiet_tune_logging
 from sweeps.ray_cluster import (TrialResources, alive_nodes, connect, plan_resources,
                                 session_folder)
 from sweeps.sweep_file import Sweep
@@ -139,7 +139,7 @@ def _open_invocation(client: MlflowClient, sweep: Sweep, parent: Run | None,
     return parent.info.experiment_id, parent.info.run_id, tune_path
 
 
-def _tuner(sweep: Sweep, pending: list[PendingTrial], logger: MlflowTrialLogger,
+def _tuner(sweep: Sweep, pending: list[PendingTrial], callbacks: list[tune.Callback],
            resources: TrialResources, tune_path: str, max_concurrent: int | None) -> tune.Tuner:
     storage, name = tune_path.rsplit("/", 1)
     configs = [trial_config(p.point, sweep.checkpoint_every, p.resume_from) for p in pending]
@@ -151,8 +151,7 @@ def _tuner(sweep: Sweep, pending: list[PendingTrial], logger: MlflowTrialLogger,
                                     trial_name_creator=trial_name,
                                     trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=1, callbacks=[logger],
-            progress_reporter=progress_reporter(sweep),
+            name=name, storage_path=storage, verbose=0, callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
     )
@@ -160,7 +159,8 @@ def _tuner(sweep: Sweep, pending: list[PendingTrial], logger: MlflowTrialLogger,
 
 def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | None = None,
               resume: bool = False, max_concurrent: int | None = None,
-              storage: str | None = None, say: Callable[[str], None] = print) -> SweepOutcome:
+              storage: str | None = None, say: Callable[[str], None] = print,
+              progress: bool = True) -> SweepOutcome:
     """Run a sweep (or, with resume=True, its latest invocation's unfinished trials) and
     wait for it.
 
@@ -171,7 +171,9 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
         storage: folder or URI for Tune's experiment state and checkpoints (default
             mad_output/sweeps, or where the resumed invocation kept them); on a multi-node
             cluster, storage every node reaches.
-        say: where progress lines go.
+        say: where the start line, notes and the final table of trials go.
+        progress: False leaves out the start line, the status line (stderr) and the
+            final table; failed trials are still reported on stderr.
     Raises:
         TrackingStoreError, ResumeError, DriverLockError (another driver runs the
         invocation to resume), ClusterResourceError: before any trial starts.
@@ -205,20 +207,28 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
             say(f"note: {nodes} nodes and a local --storage: a trial retried on "
                 f"another node finds its checkpoints only if {tune_path} is on a shared "
                 f"filesystem; otherwise pass --storage s3://BUCKET/PREFIX")
-        say(f"sweep {sweep.name}: {len(pending)} of {len(sweep.trials)} trials to run, "
-            f"{resources.cpu:g} CPU + {resources.gpu:g} GPU each; MLflow {uri} run "
-            f"{parent_run_id}; Tune state {tune_path}")
+        if progress:
+            say(f"sweep {sweep.name}: {len(pending)} of {len(sweep.trials)} trials to run, "
+                f"{resources.cpu:g} CPU + {resources.gpu:g} GPU each\n  MLflow {uri}, run "
+                f"{parent_run_id}\n  Tune state and checkpoints {tune_path}")
         run_tags = {"mad.sweep": sweep.name, **provenance,
                     "mad.resources": json.dumps(resources.as_tune())}
         logger = MlflowTrialLogger(uri, experiment_id, parent_run_id, run_tags,
-                                   sweep.tracked_metrics)
+                                   sweep.tracked_metrics,
+                                   specs={point.index: point.spec for point in sweep.trials})
+        display = SweepProgress(sweep.name, [p.point for p in pending], len(sweep.trials),
+                                status_line=progress)
         quiet_tune_logging()
         apply_tune_settings()
         try:
-            _tuner(sweep, pending, logger, resources, tune_path, max_concurrent).fit()
+            _tuner(sweep, pending, [logger, display], resources, tune_path,
+                   max_concurrent).fit()
         finally:  # also on a second Ctrl-C, which Tune lets through as KeyboardInterrupt
+            display.close()
             logger.flush_all()
             outcome = _close_invocation(client, sweep, experiment_id, parent_run_id, tune_path)
+            if progress:
+                say(display.table())
         return outcome
     finally:
         if started_ray:

@@ -1,6 +1,7 @@
 """`mad run`: resolved spec, progress, table, records.csv; clear errors; documented keys."""
 
 import csv
+import itertools
 import os
 import re
 import subprocess
@@ -23,12 +24,37 @@ def run(args, capsys):
     return code, captured.out, captured.err
 
 
+def printed_table(out: str) -> tuple[str, list[str]]:
+    """The header and rows of the table in `mad run`'s stdout."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["gen", "n_train"])
+    rows = itertools.takewhile(lambda line: re.match(r"\s*\d+\s", line), lines[start + 1:])
+    return lines[start], list(rows)
+
+
+def printed_generations(out: str) -> list[int]:
+    return [int(row.split()[0]) for row in printed_table(out)[1]]
+
+
+def recorded_generations(folder: Path) -> list[int]:
+    with open(folder / "records.csv") as handle:
+        return [int(row["generation"]) for row in csv.DictReader(handle)]
+
+
+TINY_GAUSSIAN = ["gaussian_fully_synthetic_d1", "--set", "chains=3", "--set", "n_init=20",
+                 "--set", "n_syn=20"]
+
+
 def test_run_writes_every_generation(tmp_path, capsys):
     code, out, err = run(["gaussian_fresh_d100", "--set", "generations=4", "--set",
                           "chains=5", "--set", "data.dim=3", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     assert "generations: 4" in out and "dim: 3" in out  # the resolved spec is printed
-    assert re.search(r"^\s+4\s+1000\s", out, re.M)  # the table's last row (stdout)
+    header, rows = printed_table(out)  # on stdout; the progress bar is on stderr
+    assert header.split() == ["gen", "n_train", "w2_sq_mean", "w2_sq_median", "trace_mean",
+                              "trace_median", "logdet_median", "mean_err_sq_mean", "seconds"]
+    assert [row.split()[:2] for row in rows] == [[str(g), "1000"] for g in (1, 2, 3, 4)]
+    assert "# a row every" not in out  # a short run prints every generation
     with open(tmp_path / "records.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["generation"]) for r in rows] == [1, 2, 3, 4]
@@ -41,7 +67,7 @@ def test_run_with_a_stop_rule_says_where_it_converged(tmp_path, capsys):
     code, out, err = run(["gaussian_fresh_d100", "--set", "data.dim=2", "--set", "chains=10",
                           "--set", "lam=0.7", "--set", "generations=1000", "--set",
                           "stop.rel_precision=0.02", "--set", "stop.min_generations=30",
-                          "--out", str(tmp_path)], capsys)
+                          "--every", "50", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     assert "stop:\n  metric: w2_sq_mean\n  rel_precision: 0.02\n  min_generations: 30" in out
     assert "# stop once w2_sq_mean's 95 % interval is within +-2 % of its limit" in out
@@ -51,6 +77,81 @@ def test_run_with_a_stop_rule_says_where_it_converged(tmp_path, capsys):
     with open(tmp_path / "records.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == int(stopped[1]) == 1000 - int(stopped[2])
+    # The row of the generation where the rule stopped it, a multiple of 50 or not.
+    assert printed_generations(out) == [1, *range(50, len(rows), 50), len(rows)]
+
+
+def test_the_stop_rules_metric_is_the_first_column(tmp_path, capsys):
+    code, out, err = run([*TINY_GAUSSIAN, "--set", "generations=21", "--set",
+                          "stop.metric=logdet_q95", "--set", "stop.min_generations=21",
+                          "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert printed_table(out)[0].split()[:3] == ["gen", "n_train", "logdet_q95"]
+
+
+def test_a_long_run_prints_a_row_every_few_generations(tmp_path, capsys):
+    code, out, err = run([*TINY_GAUSSIAN, "--set", "generations=123", "--out", str(tmp_path)],
+                         capsys)
+    assert code == 0, err
+    assert "# a row every 5 generations, the first and the last; every generation is in " \
+           "records.csv" in out
+    assert printed_generations(out) == [1, *range(5, 121, 5), 123]
+    assert recorded_generations(tmp_path) == list(range(1, 124))
+
+
+def test_the_automatic_row_interval_prints_20_to_50_rows():
+    from mad_core.cli import row_interval
+
+    intervals = {generations: row_interval(generations)
+                 for generations in (1, 50, 51, 100, 101, 250, 251, 3000, 10_000_000)}
+    assert intervals == {1: 1, 50: 1, 51: 2, 100: 2, 101: 5, 250: 5, 251: 10, 3000: 100,
+                         10_000_000: 200_000}
+
+
+@pytest.mark.parametrize("every, printed", [("1", list(range(1, 61))),
+                                            ("7", [1, *range(7, 57, 7), 60])])
+def test_every_sets_the_rows(every, printed, tmp_path, capsys):
+    code, out, err = run([*TINY_GAUSSIAN, "--set", "generations=60", "--every", every,
+                          "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert printed_generations(out) == printed
+    assert ("# a row every" in out) == (every != "1")
+    assert recorded_generations(tmp_path) == list(range(1, 61))
+
+
+def test_headers_are_right_aligned_over_their_columns(tmp_path, capsys):
+    code, out, err = run([*TINY_GAUSSIAN, "--set", "generations=12", "--set", "lam=0.5",
+                          "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    header, rows = printed_table(out)
+
+    def right_edges(line):
+        return [match.end() for match in re.finditer(r"\S+", line)]
+
+    assert len(rows) == 12 and all(right_edges(row) == right_edges(header) for row in rows)
+    assert len(header) <= 140
+
+
+@pytest.mark.parametrize("args, metrics", [
+    # Each shipped spec's comment names what to watch; tiny versions of their trials.
+    (["gaussian_fully_synthetic_d1", "--set", "chains=3"], ["trace_mean", "trace_median"]),
+    (["gmm_synthetic_augmentation", "--set", "n_init=300", "--set", "n_real=100", "--set",
+      "n_syn=200", "--set", "metrics.n_eval=100"],
+     ["precision_mean", "recall_mean", "w2_emp_mean"]),
+    (["flow_rosenbrock_fully_synthetic", "--set", "n_init=200", "--set", "n_syn=200", "--set",
+      "metrics.n_eval=100", "--set", "model_options.epochs=1", "--set",
+      "model_options.coupling_layers=2", "--set", "model_options.hidden=8"],
+     ["trace_mean", "precision_mean", "recall_mean"]),
+    (["wgan_gmm_grid_fully_synthetic", "--set", "n_init=200", "--set", "n_syn=200", "--set",
+      "metrics.n_eval=100", "--set", "model_options.steps=10", "--set", "model_options.width=8"],
+     ["modes_covered_mean", "precision_mean", "recall_mean"]),
+])
+def test_the_table_shows_the_metrics_a_spec_is_about(args, metrics, tmp_path, capsys):
+    code, out, err = run([*args, "--set", "generations=1", "--device", "cpu",
+                          "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    header = printed_table(out)[0].split()
+    assert set(metrics) <= set(header) and len(header) <= 9  # gen, n_train, 6, seconds
 
 
 def test_dry_run_does_no_work(tmp_path, capsys):
@@ -66,6 +167,7 @@ def test_dry_run_does_no_work(tmp_path, capsys):
     (["gaussian_fresh_d100", "--set", "lam"], "expected KEY=VALUE"),
     (["gaussian_fresh_d100", "--set", "model=vae", "--set", "n_real=-1"], "2 problems"),
     (["gaussian_fresh_d100", "--threads", "0"], "--threads must be >= 1"),
+    (["gaussian_fresh_d100", "--every", "0"], "--every must be >= 1, got 0"),
     (["gaussian_fresh_d100", "--set", "name=../../x"], "name: must be a plain name"),
     (["gaussian_fresh_d100", "--set", "name=/tmp/x"], "name: must be a plain name"),
 ])
@@ -140,7 +242,9 @@ def test_run_of_a_ddpm_writes_grids_and_loadable_snapshots(tmp_path, capsys):
     code, out, err = run(["ddpm_digits_fully_synthetic", *TINY_DDPM, "--device", "cpu",
                           "--out", str(tmp_path)], capsys)
     assert code == 0, err
-    assert "device cpu" in out and re.search(r"^\s+2\s+150\s", out, re.M)
+    assert "device cpu" in out and printed_generations(out) == [1, 2]
+    assert {"fid_mean", "precision_mean", "recall_mean", "class_fidelity_mean"} \
+        <= set(printed_table(out)[0].split())
     with open(tmp_path / "records.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {"fid_mean", "kid_mean", "precision_mean", "recall_mean", "class_fidelity_mean",
