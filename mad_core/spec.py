@@ -230,7 +230,7 @@ def _resolve_sizes(v: dict, problems: list[Problem]) -> None:
                     problems.append(Problem(key, f"required by loop {loop}: {what}"))
 
 
-def _check_consistency(v: dict, problems: list[Problem]) -> None:
+def _check_consistency(v: dict, problems: list[Problem], check_memory: bool) -> None:
     """Cross-field rules that need every individual field to be valid."""
     if v["synthetic_source"] == "last_k" and v["last_k"] is None:
         problems.append(Problem("last_k", "required with synthetic_source: last_k (K >= 1)"))
@@ -264,7 +264,8 @@ def _check_consistency(v: dict, problems: list[Problem]) -> None:
     if v["generations"] is None:
         return
     _check_generation_cap(v, problems)
-    _check_memory(v, facts, problems)
+    if check_memory:
+        _check_memory(v, facts, problems)
     if facts is not None:
         _check_finite_real_data(v, facts.train_size, f"data.source {data['source']}",
                                 "n_real", problems)
@@ -356,46 +357,74 @@ def _available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _memory_problem(field: str, needed: int, what: str, fix: str) -> Problem | None:
-    """A problem when `needed` bytes exceed MEMORY_SHARE of this machine's memory."""
-    available = _available_memory()
-    if needed <= MEMORY_SHARE * available:
-        return None
-    return Problem(field, f"{what} would take {needed / 2**30:,.1f} GiB, more than half of "
-                          f"this machine's {available / 2**30:.0f} GiB; {fix}")
+@dataclass(frozen=True)
+class MemoryNeed:
+    """What a trial's dominant arrays take: the largest training set (float32 images,
+    float64 points), or on the exact Gaussian path the chains' d x d matrices."""
+
+    field: str  # the spec key to lower first
+    bytes: int
+    what: str  # "the largest training set, 1,000 points of 16 bytes"
+    fix: str
+
+    def problem(self, available: int, where: str) -> Problem | None:
+        """A problem when the need exceeds `available` bytes of `where`."""
+        if self.bytes <= available:
+            return None
+        return Problem(self.field, f"{self.what} would take {self.bytes / 2**30:,.1f} GiB, "
+                                   f"more than {where} ({available / 2**30:,.1f} GiB); {self.fix}")
 
 
-def _check_memory(v: dict, facts: ImageFacts | None, problems: list[Problem]) -> None:
-    """The trial's dominant arrays fit in memory: the largest training set (float32
-    images, float64 points), or for the exact Gaussian path the chains' d x d matrices."""
+def memory_need(v: Mapping[str, Any], facts: ImageFacts | None) -> MemoryNeed | None:
+    """The dominant arrays of a trial of resolved values `v` (None where sizes are
+    missing, as in a spec rejected for them already)."""
     chains = v["chains"]
-    if not isinstance(chains, int):  # rejected already
-        return
+    if not isinstance(chains, int):
+        return None
     if v["simulation"] == "exact":
         dim = v["data"].get("dim")
         if not isinstance(dim, int):
-            return
+            return None
         matrices = (v["last_k"] or 1) + EXACT_WORKING_MATRICES
-        problem = _memory_problem("chains" if chains > dim else "data.dim",
-                                  8 * chains * dim * dim * matrices,
-                                  f"{chains:,} chains of {matrices} matrices {dim:,} x {dim:,}",
-                                  "lower data.dim or chains")
+        return MemoryNeed("chains" if chains > dim else "data.dim",
+                          8 * chains * dim * dim * matrices,
+                          f"{chains:,} chains of {matrices} matrices {dim:,} x {dim:,}",
+                          "lower data.dim or chains")
+    pooled = v["synthetic_source"] == "pool"
+    synthetic = v["n_syn"] * ((v["generations"] - 1) if pooled else 1)
+    largest = max(v["n_init"], v["n_real"] + synthetic) * chains
+    if facts is not None:
+        item, noun = 4 * facts.shape[0] * facts.shape[1] * facts.shape[2], "images"
     else:
-        pooled = v["synthetic_source"] == "pool"
-        synthetic = v["n_syn"] * ((v["generations"] - 1) if pooled else 1)
-        largest = max(v["n_init"], v["n_real"] + synthetic) * chains
-        if facts is not None:
-            item, noun = 4 * facts.shape[0] * facts.shape[1] * facts.shape[2], "images"
-        else:
-            dim = v["data"].get("dim", 2)
-            if not isinstance(dim, int):
-                return
-            item, noun = 8 * dim, "points"
-        problem = _memory_problem(
-            "n_syn", largest * item, f"the largest training set, {largest:,} {noun} of "
-                                     f"{item:,} bytes",
-            f"lower n_syn, chains or generations{' (the pool grows every generation)' if pooled else ''}")
-    if problem is not None:
+        dim = v["data"].get("dim", 2)
+        if not isinstance(dim, int):
+            return None
+        item, noun = 8 * dim, "points"
+    return MemoryNeed("n_syn", largest * item,
+                      f"the largest training set, {largest:,} {noun} of {item:,} bytes",
+                      f"lower n_syn, chains or generations"
+                      f"{' (the pool grows every generation)' if pooled else ''}")
+
+
+def trial_memory(spec: TrialSpec) -> MemoryNeed | None:
+    """``memory_need`` of a resolved spec (an image source's facts are read again; None
+    when they cannot be now: the trial itself then fails, saying why)."""
+    facts = None
+    if spec.data["source"] in IMAGE_SOURCES:
+        try:
+            facts = image_facts(spec.data)
+        except (OSError, ValueError):
+            return None
+    return memory_need(spec.to_dict(), facts)
+
+
+def _check_memory(v: dict, facts: ImageFacts | None, problems: list[Problem]) -> None:
+    """The trial's dominant arrays fit MEMORY_SHARE of this machine's memory."""
+    need = memory_need(v, facts)
+    available = _available_memory()
+    problem = need and need.problem(int(MEMORY_SHARE * available),
+                                    f"half of this machine's {available / 2**30:.0f} GiB")
+    if problem:
         problems.append(problem)
 
 
@@ -468,8 +497,12 @@ def initial_real_size(loop: str, n_init: int, n_real: int) -> int:
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")  # one path component
 
 
-def resolve_spec(raw: Mapping[str, Any]) -> TrialSpec:
+def resolve_spec(raw: Mapping[str, Any], check_memory: bool = True) -> TrialSpec:
     """Validate a raw spec mapping and return the resolved ``TrialSpec``.
+
+    check_memory: the trial's dominant arrays must fit half of this machine's memory;
+        False where the trial runs on another machine (a sweep on a cluster checks them
+        against its nodes with ``trial_memory``).
 
     Raises:
         SpecError: listing every problem found, each with its field.
@@ -499,7 +532,7 @@ def resolve_spec(raw: Mapping[str, Any]) -> TrialSpec:
     if values["loop"] is not None:
         _resolve_sizes(values, problems)
     if values["model"] is not None and values["data"].get("source") is not None:
-        _check_consistency(values, problems)
+        _check_consistency(values, problems, check_memory)
     if values["stop"] is not None:
         _check_stop(values, problems)
     if problems:

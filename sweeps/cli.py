@@ -93,8 +93,13 @@ def describe(sweep: Sweep, tracking_uri: str) -> str:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
+    from sweeps.environment import configure_local_ray, is_loopback
+
+    local = args.address is None or is_loopback(args.address)
     try:
-        sweep = load_sweep(args.sweep)
+        # On a cluster the trials run on its nodes, not on this machine: run_sweep checks
+        # their memory against the nodes once it is connected.
+        sweep = load_sweep(args.sweep, check_memory=local)
     except (SpecFileError, SpecError) as error:
         print(f"mad sweep: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -112,9 +117,7 @@ def sweep_command(args: argparse.Namespace) -> int:
               f"Check it with --dry-run, then run it with --yes", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    from sweeps.environment import configure_local_ray, is_loopback
-
-    if args.address is None or is_loopback(args.address):
+    if local:
         # Before ray is imported, which reads it: without it Ray would rewrite a loopback
         # address to the host's network address and never reach a Ray on 127.0.0.1.
         configure_local_ray()
@@ -163,29 +166,33 @@ def look_further(sweep_name: str, tracking_uri: str) -> str:
             f"  n_e, asymptotes and figures:      mad analyze {name}{store}")
 
 
-TRAINING_VIEW = "workflowType=machine_learning"
-
-
 def ui_command(args: argparse.Namespace) -> int:
-    from sweeps.tracking_store import resolve_tracking_uri
+    from mlflow import MlflowClient
+
+    from sweeps.tracking_store import (TrackingStoreError, check_tracking_store,
+                                       resolve_tracking_uri)
+    from sweeps.ui_view import ui_page
 
     uri = resolve_tracking_uri(args.tracking_uri, None)
-    if uri.startswith(("http://", "https://")):
-        print(f"{uri} is a tracking server: open it in a browser, it serves the UI itself")
+    server = uri.startswith(("http://", "https://"))
+    if server:
+        try:
+            check_tracking_store(uri)  # fast /health; MLflow's client would retry for minutes
+        except TrackingStoreError as error:
+            print(f"mad ui: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    # The sweep's saved view: its axes and key metrics as columns (sweeps.ui_view), in
+    # MLflow 3's model-training view.
+    page = ui_page(MlflowClient(uri), args.experiment)
+    if page is None:
+        print(f"mad ui: no experiment {args.experiment!r} in {uri}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if server:
+        print(f"{uri} is a tracking server, which serves the UI itself: open "
+              f"{uri.rstrip('/')}/{page}")
         return 0
-    # The query selects MLflow 3's model-training view (runs, params, metrics); its
-    # default view is the GenAI one, which shows a sweep as empty.
-    page = "#/experiments"
-    if args.experiment:
-        from mlflow import MlflowClient
-
-        experiment = MlflowClient(uri).get_experiment_by_name(args.experiment)
-        if experiment is None:
-            print(f"mad ui: no experiment {args.experiment!r} in {uri}", file=sys.stderr)
-            return 2
-        page = f"#/experiments/{experiment.experiment_id}/runs"
-    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}/{page}?{TRAINING_VIEW} "
-          f"(Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}/{page} (Ctrl-C stops it)",
+          flush=True)
     # Without job execution the server starts in seconds and leaves no worker processes.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,

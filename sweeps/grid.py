@@ -168,7 +168,7 @@ def _extra_coordinates(extra: Any, values_by_key: dict[str, list],
 
 
 def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Any],
-                extra: list | None = None) -> list[GridPoint]:
+                extra: list | None = None, check_memory: bool = True) -> list[GridPoint]:
     """Every combination of the grid's axes applied to the base spec, resolved, then the
     ``extra`` trials (see ``_extra_coordinates``): points a product cannot express, such
     as a fully synthetic control beside a bertrand loop's lambda_B axis.
@@ -176,7 +176,7 @@ def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Any],
     The last axis varies fastest. Raises SpecError with every problem of the axes and
     of every trial's spec (fields as they appear in the sweep file). A broken axis is
     left out of the product, and spec problems of the field it sets are not reported
-    twice.
+    twice. check_memory: as for ``resolve_spec``.
     """
     keys = [str(k) for k in grid]
     problems = _overlapping_axes(keys)
@@ -198,7 +198,7 @@ def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Any],
         try:
             for key, value in coordinates.items():
                 set_dotted(raw, key, copy.deepcopy(value))
-            points.append(GridPoint(index, coordinates, raw, resolve_spec(raw)))
+            points.append(GridPoint(index, coordinates, raw, resolve_spec(raw, check_memory)))
         except SpecFileError as error:
             failures.append((coordinates, Problem(_where(key, keys, extra_keys),
                                                   str(error).removeprefix(f"--set {key}: "))))

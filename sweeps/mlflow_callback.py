@@ -42,7 +42,7 @@ from ray import tune
 from mad_core.record_table import PARTS_FOLDER, encode_part, part_name
 from mad_core.spec import TrialSpec, resolve_spec
 from sweeps.grid import coordinates_label
-from sweeps.mlflow_runs import (RUN_NAME_LENGTH, child_runs,
+from sweeps.mlflow_runs import (RUN_NAME_LENGTH, TRACKED_TAG, child_runs,
                                 last_logged_generation, last_stored_record, spec_params,
                                 tracked_keys, tracked_values)
 from sweeps.driver_lock import DRIVER_TAG, HEARTBEAT_S, driver_tag
@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 # Longest a generation's tracked metrics wait in the buffer (seconds): how far the MLflow
 # UI lags a trial when the store keeps up.
 FLUSH_S = 2.0
-TRACKED_TAG = "mad.tracked_metrics"  # JSON list: the keys logged per generation, in order
 
 def checkpoint_uri(checkpoint: tune.Checkpoint) -> str:
     """A local path, or scheme://path on remote storage (what tune.Checkpoint(uri) reads)."""

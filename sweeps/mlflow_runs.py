@@ -36,6 +36,7 @@ RUN_NAME_LENGTH = 200
 # file's tracked_metrics says otherwise. Complete records go to Parquet parts.
 PRIMARY_METRICS = ("w2_sq", "fid", "precision", "recall", "modes_covered")
 DEFAULT_SUMMARIES = ("mean", "median")
+TRACKED_TAG = "mad.tracked_metrics"  # JSON list: the keys logged per generation, in order
 
 
 def provenance_tags() -> dict[str, str]:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import ray
 
+from mad_core.spec import trial_memory
+from sweeps.grid import GridPoint
 from sweeps.sweep_file import Resources
 
 
@@ -66,23 +69,41 @@ def _node_summary(resources: dict) -> str:
     return f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU"
 
 
-def plan_resources(requested: Resources) -> TrialResources:
+def plan_resources(requested: Resources, points: Sequence[GridPoint] = ()) -> TrialResources:
     """The resources each trial asks for on the connected cluster.
 
     A GPU fraction is kept only when some node has GPUs; otherwise trials run on CPU
     (Ray would keep a GPU request PENDING forever). Raises ClusterResourceError when no
-    alive node can hold one trial.
+    alive node can hold one trial: its CPU and GPU, and the dominant arrays of the most
+    demanding of `points` within the memory Ray gives tasks on that node.
     """
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     has_gpus = any(node.get("GPU", 0) > 0 for node in nodes)
     gpu = requested.gpu if has_gpus else 0.0
     note = ("" if gpu == requested.gpu else
             f"resources.gpu = {requested.gpu:g} ignored: the cluster has no GPUs, trials run on CPU")
-    if not any(node.get("CPU", 0) >= requested.cpu and node.get("GPU", 0) >= gpu
-               for node in nodes):
+    fitting = [node for node in nodes
+               if node.get("CPU", 0) >= requested.cpu and node.get("GPU", 0) >= gpu]
+    if not fitting:
         sizes = "; ".join(sorted({_node_summary(node) for node in nodes})) or "no alive node"
         raise ClusterResourceError(
             f"no node can hold a trial asking for {requested.cpu:g} CPU and {gpu:g} GPU "
             f"(nodes: {sizes}). Lower resources in the sweep file, or add a node type "
             f"that fits (on an autoscaling cluster keep min_workers >= 1 for it)")
+    _check_memory(points, max(node.get("memory", 0) for node in fitting))
     return TrialResources(requested.cpu, gpu, note)
+
+
+def _check_memory(points: Sequence[GridPoint], node_memory: float) -> None:
+    """Raise ClusterResourceError when the most demanding trial's arrays exceed
+    `node_memory` bytes, the largest memory for tasks of a node that holds a trial."""
+    needs = [(need, point) for point in points if (need := trial_memory(point.spec))]
+    if not needs:
+        return
+    need, point = max(needs, key=lambda pair: pair[0].bytes)
+    problem = need.problem(int(node_memory), "the memory Ray gives tasks on the largest node "
+                                             "that holds a trial")
+    if problem is not None:
+        raise ClusterResourceError(
+            f"trial {point.index} ({point.label()}), {problem}, or add a node type with "
+            f"more memory")

@@ -15,6 +15,7 @@ tags are written before Tune acts on a result or a checkpoint, so they never lag
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -26,6 +27,7 @@ from typing import Callable
 import ray
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from ray import tune
 
 from sweeps.driver_lock import DRIVER_TAG, check_not_driven, driver_tag
@@ -40,6 +42,9 @@ from sweeps.ray_cluster import (TrialResources, alive_nodes, connect, plan_resou
 from sweeps.sweep_file import Sweep
 from sweeps.tracking_store import check_tracking_store, resolve_tracking_uri
 from sweeps.trial import run_trial, trial_config
+from sweeps.ui_view import refresh_sweep_view
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = Path("mad_output") / "sweeps"
 CHECKPOINTS_KEPT = 2  # the newest is the restore point; one more in case it is incomplete
@@ -196,7 +201,7 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     local_session = session_folder() if started_ray and address is None else None
     outcome = None
     try:
-        resources = plan_resources(sweep.resources)
+        resources = plan_resources(sweep.resources, [p.point for p in pending])
         if resources.note:
             say(resources.note)
         provenance = provenance_tags()
@@ -260,11 +265,16 @@ def _outcome(client: MlflowClient, sweep: Sweep, experiment_id: str, parent_run_
 def _close_invocation(client: MlflowClient, sweep: Sweep, experiment_id: str,
                       parent_run_id: str, tune_path: str) -> SweepOutcome:
     """After Tune returned (or was interrupted): trials still RUNNING were stopped, so
-    their child runs and the parent get their final MLflow status."""
+    their child runs and the parent get their final MLflow status; the experiment's
+    saved view in the UI is brought up to date (sweeps.ui_view)."""
     for run in child_runs(client, experiment_id, parent_run_id).values():
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status="KILLED")
     outcome = _outcome(client, sweep, experiment_id, parent_run_id, tune_path)
+    try:
+        refresh_sweep_view(client, experiment_id)
+    except MlflowException as error:  # a convenience: the sweep's results are stored
+        logger.warning("the sweep's view in the MLflow UI was not written: %s", error)
     client.delete_tag(parent_run_id, DRIVER_TAG)
     client.set_terminated(parent_run_id, status=outcome.status)
     return outcome

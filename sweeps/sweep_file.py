@@ -192,8 +192,10 @@ def _base_trial(raw: Mapping, generations: int | None, problems: list[Problem]) 
     return base
 
 
-def parse_sweep(raw: Mapping[str, Any], path: Path, text: str) -> Sweep:
-    """A validated Sweep from a sweep file's mapping. Raises SpecError listing every problem."""
+def parse_sweep(raw: Mapping[str, Any], path: Path, text: str,
+                check_memory: bool = True) -> Sweep:
+    """A validated Sweep from a sweep file's mapping. Raises SpecError listing every
+    problem. check_memory: as for ``mad_core.spec.resolve_spec``."""
     problems: list[Problem] = []
     _unknown_keys("", raw, SWEEP_KEYS, problems)
     name = _check_name(raw, path, problems)
@@ -211,7 +213,7 @@ def parse_sweep(raw: Mapping[str, Any], path: Path, text: str) -> Sweep:
     trials: list[GridPoint] = []
     if base is not None:
         try:
-            trials = expand_grid(base, grid, raw.get("extra_trials"))
+            trials = expand_grid(base, grid, raw.get("extra_trials"), check_memory)
         except SpecError as error:
             problems += error.problems
     if isinstance(tracked, tuple):
@@ -226,8 +228,11 @@ def parse_sweep(raw: Mapping[str, Any], path: Path, text: str) -> Sweep:
                  tracked_metrics=tracked)
 
 
-def load_sweep(name_or_path: str) -> Sweep:
+def load_sweep(name_or_path: str, check_memory: bool = True) -> Sweep:
     """Read and validate a sweep file (a path or a shipped sweep's name).
+
+    check_memory: each trial's dominant arrays must fit half of this machine's memory;
+        False for a sweep on a cluster, whose nodes run_sweep checks instead.
 
     Raises:
         SpecFileError: the file is missing or not a YAML mapping.
@@ -235,4 +240,4 @@ def load_sweep(name_or_path: str) -> Sweep:
     """
     path = find_sweep_file(name_or_path)
     raw = load_yaml_mapping(path)
-    return parse_sweep(raw, path, path.read_text())
+    return parse_sweep(raw, path, path.read_text(), check_memory)

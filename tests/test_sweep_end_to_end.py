@@ -16,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mad_core.loop import SelfConsumingLoop
+from mad_core.spec import SpecError, trial_memory
 from sweeps.environment import LOOPBACK_RAY, RESULTS_INLINE
 from sweeps.mlflow_runs import open_experiment, provenance_tags, spec_params, start_parent_run
 from sweeps.ray_cluster import ClusterResourceError
@@ -116,6 +117,23 @@ def test_trials_larger_than_any_node_fail_before_anything_is_recorded(local_ray,
                                                                       tracking_uri):
     sweep = load_sweep(str(write_sweep({**SWEEP, "resources": {"cpu": 4}})))
     with pytest.raises(ClusterResourceError, match="no node can hold a trial asking for 4 CPU"):
+        run_sweep(sweep, tracking_uri=tracking_uri)
+    assert MlflowClient(tracking_uri).get_experiment_by_name("e2e_gaussian") is None
+
+
+def test_trials_whose_arrays_exceed_every_nodes_memory_fail_before_anything_is_recorded(
+        local_ray, write_sweep, tracking_uri):
+    """A sweep on a cluster validates without this machine's memory (the trials run on
+    the nodes) and checks the most demanding trial against the nodes' memory for tasks."""
+    path = write_sweep({**SWEEP, "grid": {"n_syn": [3], "chains": [10, 10**8]}})  # 84 GiB for the second
+    with pytest.raises(SpecError, match="chains: 100,000,000 chains of 7 matrices"):
+        load_sweep(str(path))  # on this machine
+    sweep = load_sweep(str(path), check_memory=False)
+    (need,) = {trial_memory(point.spec) for point in sweep.trials[1:]}
+    assert need.bytes == 8 * 10**8 * 7 * SWEEP["trial"]["data"]["dim"] ** 2
+    with pytest.raises(ClusterResourceError, match=r"trial 1 \(n_syn=3 chains=100000000\), chains: "
+                                                   r"100,000,000 chains of 7 matrices .* more "
+                                                   r"than the memory Ray gives tasks"):
         run_sweep(sweep, tracking_uri=tracking_uri)
     assert MlflowClient(tracking_uri).get_experiment_by_name("e2e_gaussian") is None
 
