@@ -357,22 +357,28 @@ def _aligned(rows: list[list[str]], left: tuple[str, ...]) -> list[str]:
             for row in rows]
 
 
-class _SaidOtherwise(logging.Filter):
-    """Drops Tune's lines that a sweep says its own way: "resume with
-    Tuner.restore(...)" (`mad sweep` prints its --resume command) and "Trials did not
-    complete: [...]" (SweepProgress reports each failed trial, the final table all)."""
+class _Unactionable(logging.Filter):
+    """Drops Tune's lines that a sweep says its own way or that its user cannot act on:
+    "resume with Tuner.restore(...)" (`mad sweep` prints its --resume command), "Trials
+    did not complete: [...]" (SweepProgress reports each failed trial, the final table
+    all), and "... took 0.6 s, which may be a performance bottleneck" (Tune's timing of
+    its own steps, the MLflow logger's waits for the store among them; the status line
+    shows the sweep's pace)."""
+
+    PHRASES = ("Tuner.restore", "Trials did not complete", "may be a performance bottleneck")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return "Tuner.restore" not in message and "Trials did not complete" not in message
+        return not any(phrase in message for phrase in self.PHRASES)
 
 
 def quiet_tune_logging() -> None:
     """Hide Tune log lines that would mislead a sweep's user or that they cannot act on
-    (idempotent). Warnings and errors stay."""
-    tune_logger = logging.getLogger("ray.tune.tune")
-    if not any(isinstance(f, _SaidOtherwise) for f in tune_logger.filters):
-        tune_logger.addFilter(_SaidOtherwise())
+    (idempotent). Other warnings and errors stay."""
+    for name in ("ray.tune.tune", "ray.tune.utils.util", "ray.tune.execution.tune_controller"):
+        tune_logger = logging.getLogger(name)
+        if not any(isinstance(f, _Unactionable) for f in tune_logger.filters):
+            tune_logger.addFilter(_Unactionable())
     # "Wrote the latest version of all result files ... to <Tune state>": bookkeeping.
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # Warns about trials without results when an interrupted Tune builds its result

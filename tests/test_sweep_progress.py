@@ -5,6 +5,7 @@ further; --quiet; none of Tune's status tables or log lines."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import pty
 import re
@@ -20,7 +21,7 @@ import pytest
 from PIL import Image
 
 import mad_cli
-from sweeps.progress import SweepProgress, clock
+from sweeps.progress import SweepProgress, clock, quiet_tune_logging
 from sweeps.runner import run_sweep
 from sweeps.sweep_file import load_sweep
 
@@ -165,3 +166,19 @@ def test_time_left_from_caps_from_stopped_trials_and_without_a_rate(write_sweep)
     assert progress.fraction_done() == pytest.approx((2 + 50 / 1000) / 4)
     assert progress.status(0.0, bar=False).endswith("ETA -")  # nothing measured yet
     assert clock(59.6) == "1:00" and clock(3725) == "1:02:05"
+
+
+def test_tune_lines_a_user_cannot_act_on_are_dropped_and_others_kept():
+    quiet_tune_logging()
+    quiet_tune_logging()  # idempotent
+    util = logging.getLogger("ray.tune.utils.util")
+    assert len(util.filters) == 1
+
+    def passes(logger: logging.Logger, message: str) -> bool:
+        return bool(logger.filter(logger.makeRecord(logger.name, logging.WARNING, __file__,
+                                                    0, message, (), None)))
+
+    assert not passes(util, "The `callbacks.on_trial_complete` operation took 0.612 s, "
+                            "which may be a performance bottleneck.")
+    assert not passes(logging.getLogger("ray.tune.tune"), "Trials did not complete: [t0000]")
+    assert passes(util, "Could not reach the object store")
