@@ -264,11 +264,13 @@ class SweepProgress(tune.Callback):
         """(generations the unended trials still run, how sure: "" exact, "~" an
         estimate, "<" an upper bound).
 
-        A trial without a stop rule runs its cap. One with a rule is expected to stop
-        where the median trial of this invocation stopped; before any did, at its cap."""
+        A trial without a stop rule runs its cap. One with a rule is expected to run as
+        long as the trials of this invocation that stopped did on average (the mean, not
+        the median: stopping lengths are skewed and their sum is what is left to run);
+        before any stopped, its cap."""
         stopped = [state.generation for state in self.trials.values()
                    if state.status == "finished" and state.has_stop_rule]
-        typical = statistics.median(stopped) if stopped else None
+        typical = statistics.fmean(stopped) if stopped else None
         remaining, certainty = 0.0, ""
         for state in self.trials.values():
             if state.status not in ("pending", "running"):
