@@ -193,8 +193,10 @@ def ui_command(args: argparse.Namespace) -> int:
         return 0
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}/{page} (Ctrl-C stops it)",
           flush=True)
-    # Without job execution the server starts in seconds and leaves no worker processes.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # Without job execution the server starts in seconds and leaves no worker processes;
+    # the Python warnings of its web stack (deprecations) are for MLflow's developers.
+    env = {"PYTHONWARNINGS": "ignore", **os.environ,
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     try:
