@@ -66,6 +66,10 @@ class TrialState:
     def has_stop_rule(self) -> bool:
         return self.point.spec.stop is not None
 
+    def failed_where(self) -> str:
+        """'before its first generation' or 'after G12' (the last one it reported)."""
+        return f"after G{self.generation}" if self.generation else "before its first generation"
+
     def seconds(self, now: float) -> float | None:
         return None if self.started is None else (self.ended or now) - self.started
 
@@ -107,34 +111,26 @@ class SweepProgress(tune.Callback):
         sweep_name: shown at the start of the status line.
         points: the grid points this invocation runs.
         grid_size: trials in the whole grid; those not in `points` finished earlier.
-        stream: where progress goes (default stderr); None prints only events.
         status_line: False prints events (failures, retries) only, for --quiet.
+
+    Everything goes to stderr (sys.stderr when written, which a test may capture).
     """
 
     def __init__(self, sweep_name: str, points: Iterable[GridPoint], grid_size: int,
-                 stream: TextIO | None = None, status_line: bool = True):
+                 status_line: bool = True):
         self.sweep_name = sweep_name
         self.trials = {point.index: TrialState(point) for point in points}
         self.finished_earlier = grid_size - len(self.trials)
         self.status_line = status_line
-        self._stream = stream
         self._started = time.monotonic()
         self._samples: list[tuple[float, int]] = [(self._started, 0)]  # (time, generations)
         self._generations = 0  # generations reported in this invocation, forwards only
         self._drawn_at = 0.0
         self._line_open = False  # a terminal line is drawn and not yet ended
 
-    def __getstate__(self) -> dict:
-        # Tune pickles its callbacks with the experiment; an output stream does not pickle.
-        return {k: v for k, v in self.__dict__.items() if k != "_stream"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._stream = None
-
     @property
     def stream(self) -> TextIO:
-        return self._stream or sys.stderr
+        return sys.stderr
 
     @property
     def on_terminal(self) -> bool:
@@ -165,7 +161,7 @@ class SweepProgress(tune.Callback):
     def on_trial_recover(self, iteration, trials, trial, **info):
         state = self._state(trial)
         state.attempts += 1
-        self.event(f"{state.name} ({state.point.label()}) failed at G{state.generation}: "
+        self.event(f"{state.name} ({state.point.label()}) failed {state.failed_where()}: "
                    f"{_error_line(trial)}; retrying from its last checkpoint "
                    f"(attempt {state.attempts})")
 
@@ -174,8 +170,9 @@ class SweepProgress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         state = self._end(trial, "failed")
-        self.event(f"{state.name} ({state.point.label()}) failed at G{state.generation} "
-                   f"after {state.attempts} attempt(s): {_error_line(trial)}\n"
+        tries = f"{state.attempts} attempt{'s' if state.attempts > 1 else ''}"
+        self.event(f"{state.name} ({state.point.label()}) failed {state.failed_where()} "
+                   f"({tries}): {_error_line(trial)}\n"
                    f"  traceback: {_error_path(trial)}")
 
     def on_step_end(self, iteration, trials, **info):

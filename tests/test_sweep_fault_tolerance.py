@@ -4,6 +4,7 @@ a DDPM trial, which continues from its weights, every generation's files)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -74,12 +75,16 @@ def sweep_losing_a_node(cluster, worker, sweep, tracking_uri: str, mid_way: rang
 
 @pytest.mark.slow  # about 40 s: a three-node cluster and a retried trial
 def test_trial_on_a_lost_node_resumes_and_logs_each_generation_once(
-        two_worker_cluster, write_sweep, tracking_uri, check_store, slow_trial):
+        two_worker_cluster, write_sweep, tracking_uri, check_store, slow_trial, capsys):
     cluster, workers = two_worker_cluster
     sweep = load_sweep(str(write_sweep({**SWEEP, "trial": slow_trial})))
     result = sweep_losing_a_node(cluster, workers[0], sweep, tracking_uri,
                                  range(MID_TRIAL_GENERATION, 40))
     assert result.status == "FINISHED"
+    # The user is told, on one line, what happened to the trial and what Tune does.
+    retried = re.findall(r"^t000[01] \(seed=\d\) failed after G(\d+): (.+); retrying from "
+                         r"its last checkpoint \(attempt 2\)$", capsys.readouterr().err, re.M)
+    assert len(retried) == 1 and int(retried[0][0]) >= MID_TRIAL_GENERATION, retried
     children = check_store(tracking_uri, sweep, result.parent_run_id)
     assert sorted(run.data.tags.get("mad.failures", "0") for run in children.values()) == ["0", "1"]
     client = MlflowClient(tracking_uri)
