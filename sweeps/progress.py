@@ -316,15 +316,28 @@ class SweepProgress(tune.Callback):
         return key_metrics(first.record, stop and stop["metric"], KEY_COLUMNS)
 
     def table(self) -> str:
-        """This invocation's trials, one row each: name, coordinates, generations, key
-        metrics at the last generation, status and time."""
+        """This invocation's trials that started, one row each: name, coordinates,
+        generations, key metrics at the last generation, status and time; then how many
+        are left out (beyond TABLE_ROWS, not started, finished earlier)."""
         now = time.monotonic()
-        states = sorted(self.trials.values(), key=lambda state: state.point.index)
-        shown = states
-        if len(states) > TABLE_ROWS:
-            failed = [state for state in states if state.status == "failed"]
-            shown = sorted({id(s): s for s in failed + states[:TABLE_ROWS - len(failed)]
+        started = sorted((state for state in self.trials.values() if state.status != "pending"),
+                         key=lambda state: state.point.index)
+        shown = started
+        if len(started) > TABLE_ROWS:
+            failed = [state for state in started if state.status == "failed"]
+            shown = sorted({id(s): s for s in failed + started[:TABLE_ROWS - len(failed)]
                             }.values(), key=lambda state: state.point.index)
+        lines = self._rows(shown, now) if shown else []
+        if len(shown) < len(started):
+            lines.append(f"... {trials(len(started) - len(shown))} more (mad analyze gives all)")
+        if not_started := len(self.trials) - len(started):
+            lines.append(f"{trials(not_started)} not started")
+        if self.finished_earlier:
+            lines.append(f"{trials(self.finished_earlier)} finished in an earlier invocation")
+        return "\n".join(lines)
+
+    def _rows(self, states: list[TrialState], now: float) -> list[str]:
+        """The aligned header and rows of `states`."""
         axes = list(dict.fromkeys(axis for state in states for axis in state.point.coordinates))
         metrics = self.key_metrics()
         header = ["trial", *axes, "gen", *metrics, "status", "time"]
@@ -332,13 +345,13 @@ class SweepProgress(tune.Callback):
                  str(state.generation),
                  *(_cell((state.record or {}).get(key, "")) for key in metrics),
                  state.outcome(), clock(s) if (s := state.seconds(now)) is not None else ""]
-                for state in shown]
-        lines = _aligned([header, *rows], left=("trial", "status"))
-        if len(shown) < len(states):
-            lines.append(f"... {len(states) - len(shown)} more trials (mad analyze gives all)")
-        if self.finished_earlier:
-            lines.append(f"{self.finished_earlier} trials finished in an earlier invocation")
-        return "\n".join(lines)
+                for state in states]
+        return _aligned([header, *rows], left=("trial", "status"))
+
+
+def trials(count: int) -> str:
+    """'1 trial', '2 trials'."""
+    return f"{count:,} trial{'' if count == 1 else 's'}"
 
 
 def _cell(value: Any) -> str:

@@ -165,6 +165,11 @@ def test_time_left_from_caps_from_stopped_trials_and_without_a_rate(write_sweep)
     assert progress.counts() == {"done": 2, "running": 1, "failed": 0}
     assert progress.fraction_done() == pytest.approx((2 + 50 / 1000) / 4)
     assert progress.status(0.0, bar=False).endswith("ETA -")  # nothing measured yet
+    # The final table after an interruption: rows for the trials that started only.
+    states[1].status = "stopped"
+    table = progress.table().splitlines()
+    assert [line.split()[0] for line in table[1:3]] == ["t0001", "t0002"]
+    assert table[3:] == ["1 trial not started", "1 trial finished in an earlier invocation"]
     assert clock(59.6) == "1:00" and clock(3725) == "1:02:05"
 
 
