@@ -28,10 +28,20 @@ KEY_COLUMNS = 3  # metrics in the final table (mad_core.key_metrics chooses them
 TABLE_ROWS = 60  # longer tables show the failed trials and the first rows
 REDRAW_S = 0.5  # terminal: redraws of the status line at most this often
 LINE_EVERY_S = 10.0  # not a terminal: one status line this often
-RATE_WINDOW_S = 60.0  # generations per second over this much recent time
+# The pace is measured over the last RATE_WINDOW_S, or longer until it holds RATE_EVENTS
+# generations: neural generations take minutes, and a minute would hold one or none.
+RATE_WINDOW_S = 60.0
+RATE_EVENTS = 10
 BAR_WIDTH = 20
 DEFAULT_COLUMNS = 80  # of a terminal that does not say its width
 ERROR_CHARS = 400  # of a failed trial's error message, on its one line
+
+
+def pace(rate: float) -> str:
+    """'85.0 gen/s', or for slow sweeps (neural models) '44 s/gen'."""
+    if 0 < rate < 1:
+        return f"{1 / rate:,.0f} s/gen"
+    return f"{rate:,.1f} gen/s"
 
 
 def clock(seconds: float) -> str:
@@ -250,9 +260,11 @@ class SweepProgress(tune.Callback):
                 "running": statuses.count("running"), "failed": statuses.count("failed")}
 
     def rate(self, now: float) -> float:
-        """Generations per second over the last RATE_WINDOW_S (0 before any)."""
+        """Generations per second over the last RATE_WINDOW_S, or since as long ago as
+        RATE_EVENTS generations need (0 before any)."""
         self._samples.append((now, self._generations))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
+        while (len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S
+               and self._generations - self._samples[1][1] >= RATE_EVENTS):
             self._samples.pop(0)
         (then, before), elapsed = self._samples[0], now - self._samples[0][0]
         return (self._generations - before) / elapsed if elapsed > 0 else 0.0
@@ -300,7 +312,7 @@ class SweepProgress(tune.Callback):
         failed = f", {counts['failed']} failed" if counts["failed"] else ""
         return (f"{self.sweep_name}{drawn} {counts['done']}/{total} done, "
                 f"{counts['running']} running{failed} | {self._generations:,} gen, "
-                f"{rate:,.1f} gen/s | {clock(now - self._started)}"
+                f"{pace(rate)} | {clock(now - self._started)}"
                 + (f", {eta}" if eta else ""))
 
     # -- the final table --------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 import mad_cli
-from sweeps.progress import SweepProgress, clock, quiet_tune_logging
+from sweeps.progress import SweepProgress, clock, pace, quiet_tune_logging
 from sweeps.runner import run_sweep
 from sweeps.sweep_file import load_sweep
 
@@ -171,6 +171,24 @@ def test_time_left_from_caps_from_stopped_trials_and_without_a_rate(write_sweep)
     assert [line.split()[0] for line in table[1:3]] == ["t0001", "t0002"]
     assert table[3:] == ["1 trial not started", "1 trial finished in an earlier invocation"]
     assert clock(59.6) == "1:00" and clock(3725) == "1:02:05"
+    assert pace(85.04) == "85.0 gen/s" and pace(1 / 44) == "44 s/gen" and pace(0) == "0.0 gen/s"
+
+
+def test_the_pace_of_slow_generations_is_measured_over_enough_of_them(write_sweep):
+    """Neural generations take minutes: one every 45 s, the pace read every 15 s. A
+    minute's window would hold 1 or 2 of them (a pace off by a third either way); the
+    window spans RATE_EVENTS = 10 at least, so the count is off by one in ten at most."""
+    sweep = load_sweep(str(write_sweep({"name": "slow", "trial": SMALL, "generations": 50})))
+    progress = SweepProgress(sweep.name, sweep.trials, len(sweep.trials))
+    paces = []
+    for tick in range(1, 40 * 3 + 1):
+        if tick % 3 == 0:
+            progress._generations += 1
+        rate = progress.rate(progress._started + 15 * tick)
+        if tick > 12 * 3:
+            paces.append(rate)
+    assert all(rate == pytest.approx(1 / 45, rel=1 / 9) for rate in paces), paces
+    assert pace(paces[-1]).endswith(" s/gen")
 
 
 def test_tune_lines_a_user_cannot_act_on_are_dropped_and_others_kept():
