@@ -1,7 +1,7 @@
 """What `mad sweep` prints while it runs, and the table of trials when it ends.
 
 While trials run: one status line over the whole sweep (trials done, running and failed,
-generations per second, time left), redrawn in place on a terminal and printed every
+the pace in generations, time left), redrawn in place on a terminal and printed every
 LINE_EVERY_S seconds otherwise. Above it, a line for each event a user acts on: a trial
 failed, or is retried from its checkpoint. Tune's own status tables and log lines are
 off (sweeps.environment.TUNE_SETTINGS, quiet_tune_logging).
