@@ -14,7 +14,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from mad_core.convergence import FEWEST_STOP_GENERATIONS
 # Re-exported: sweep files and analysis check and type their keys with the same fields.
@@ -406,16 +406,25 @@ def memory_need(v: Mapping[str, Any], facts: ImageFacts | None) -> MemoryNeed | 
                       f"{' (the pool grows every generation)' if pooled else ''}")
 
 
-def trial_memory(spec: TrialSpec) -> MemoryNeed | None:
-    """``memory_need`` of a resolved spec (an image source's facts are read again; None
-    when they cannot be now: the trial itself then fails, saying why)."""
-    facts = None
-    if spec.data["source"] in IMAGE_SOURCES:
-        try:
-            facts = image_facts(spec.data)
-        except (OSError, ValueError):
-            return None
-    return memory_need(spec.to_dict(), facts)
+def trial_memories(specs: Iterable[TrialSpec]) -> list[MemoryNeed | None]:
+    """``memory_need`` of each resolved spec. An image source's facts are read again,
+    once per distinct data section (a folder's files are counted); None where they
+    cannot be now: the trial itself then fails, saying why."""
+    facts_by_data: dict[str, ImageFacts | None] = {}
+    needs = []
+    for spec in specs:
+        if spec.data["source"] not in IMAGE_SOURCES:
+            needs.append(memory_need(spec.to_dict(), None))
+            continue
+        key = json.dumps(spec.data, sort_keys=True)
+        if key not in facts_by_data:
+            try:
+                facts_by_data[key] = image_facts(spec.data)
+            except (OSError, ValueError):
+                facts_by_data[key] = None
+        facts = facts_by_data[key]
+        needs.append(None if facts is None else memory_need(spec.to_dict(), facts))
+    return needs
 
 
 def _check_memory(v: dict, facts: ImageFacts | None, problems: list[Problem]) -> None:
@@ -502,7 +511,7 @@ def resolve_spec(raw: Mapping[str, Any], check_memory: bool = True) -> TrialSpec
 
     check_memory: the trial's dominant arrays must fit half of this machine's memory;
         False where the trial runs on another machine (a sweep on a cluster checks them
-        against its nodes with ``trial_memory``).
+        against its nodes with ``trial_memories``).
 
     Raises:
         SpecError: listing every problem found, each with its field.

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import ray
 
-from mad_core.spec import trial_memory
+from mad_core.spec import trial_memories
 from sweeps.grid import GridPoint
 from sweeps.sweep_file import Resources
 
@@ -97,7 +97,8 @@ def plan_resources(requested: Resources, points: Sequence[GridPoint] = ()) -> Tr
 def _check_memory(points: Sequence[GridPoint], node_memory: float) -> None:
     """Raise ClusterResourceError when the most demanding trial's arrays exceed
     `node_memory` bytes, the largest memory for tasks of a node that holds a trial."""
-    needs = [(need, point) for point in points if (need := trial_memory(point.spec))]
+    needs = [(need, point) for need, point in
+             zip(trial_memories(point.spec for point in points), points) if need]
     if not needs:
         return
     need, point = max(needs, key=lambda pair: pair[0].bytes)

@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mad_core.loop import SelfConsumingLoop
-from mad_core.spec import SpecError, trial_memory
+from mad_core.spec import SpecError, trial_memories
 from sweeps.environment import LOOPBACK_RAY, RESULTS_INLINE
 from sweeps.mlflow_runs import open_experiment, provenance_tags, spec_params, start_parent_run
 from sweeps.ray_cluster import ClusterResourceError
@@ -129,8 +129,9 @@ def test_trials_whose_arrays_exceed_every_nodes_memory_fail_before_anything_is_r
     with pytest.raises(SpecError, match="chains: 100,000,000 chains of 7 matrices"):
         load_sweep(str(path))  # on this machine
     sweep = load_sweep(str(path), check_memory=False)
-    (need,) = {trial_memory(point.spec) for point in sweep.trials[1:]}
-    assert need.bytes == 8 * 10**8 * 7 * SWEEP["trial"]["data"]["dim"] ** 2
+    small, large = trial_memories(point.spec for point in sweep.trials)
+    matrix = 8 * SWEEP["trial"]["data"]["dim"] ** 2  # bytes of one d x d matrix
+    assert (small.bytes, large.bytes) == (10 * 7 * matrix, 10**8 * 7 * matrix)
     with pytest.raises(ClusterResourceError, match=r"trial 1 \(n_syn=3 chains=100000000\), chains: "
                                                    r"100,000,000 chains of 7 matrices .* more "
                                                    r"than the memory Ray gives tasks"):

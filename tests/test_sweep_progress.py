@@ -25,7 +25,9 @@ from sweeps.progress import SweepProgress, clock, pace, quiet_tune_logging
 from sweeps.runner import run_sweep
 from sweeps.sweep_file import load_sweep
 
-TUNE_NOISE = ("== Status ==", "FIFO", "Result logdir", "Trial task failed", "INFO",
+# Tune's status tables and log lines (its loggers write "INFO tune.py:1007 -- ...").
+TUNE_NOISE = ("== Status ==", "FIFO", "Result logdir", "Trial task failed", "tune.py:",
+              "tune_controller.py:", "Wrote the latest version", "Total run time",
               "Tuner.restore", "performance bottleneck")
 SMALL = {"model": "gaussian", "loop": "fresh_data", "n_init": 50, "n_real": 20,
          "n_syn": 20, "chains": 4, "data": {"source": "gaussian", "dim": 2}}
